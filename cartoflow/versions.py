@@ -1,0 +1,216 @@
+"""Immutable dataset versions and the label decisions that lead from one to the next.
+
+A version is a normalised dataset frame (``id``, ``text``, ``label`` as the class name, optional
+``group`` and ``true_label``) stored once as ``datasets/<name>/vNNNN.parquet``. Versions are
+content-addressed: registering a frame whose content is already a version returns that version,
+so re-running a round (or resuming a suspended one) never writes a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from cartoflow.annotate import REMOVE, SKIP
+from cartoflow.catalog import Catalog, VersionRecord
+from cartoflow.errors import DataValidationError, describe_items
+from cartoflow.workspace import Workspace, frame_hash, write_frame
+
+Strategy = Literal["fix", "remove"]
+ACTIONS = ("fix", "remove", "add", "keep", "skip")
+
+
+def register_version(
+    frame: pd.DataFrame,
+    *,
+    workspace: Workspace,
+    catalog: Catalog,
+    dataset: str,
+    parent: int | None = None,
+    round_id: str | None = None,
+    note: str | None = None,
+    promoted: bool = False,
+) -> VersionRecord:
+    """Store ``frame`` as the next version of ``dataset`` unless its content is already stored.
+
+    The file is written to a temporary name and renamed, then the catalog row is added; an
+    existing version file is never replaced.
+    """
+    content = frame_hash(frame)
+    existing = catalog.find_version(dataset, content)
+    if existing is not None:
+        return existing
+    number = catalog.next_version_number(dataset)
+    path = workspace.version_path(dataset, number)
+    if path.exists():
+        raise FileExistsError(
+            f"{path} exists but the catalog {catalog.path} does not list it; refusing to overwrite "
+            "a dataset version. Move the file aside or restore the catalog."
+        )
+    write_frame(frame.reset_index(drop=True), path)
+    record = VersionRecord(
+        dataset=dataset,
+        version=number,
+        hash=content,
+        parent=parent,
+        rows=len(frame),
+        file=str(path.relative_to(workspace.root)),
+        round_id=round_id,
+        promoted=promoted,
+    )
+    return catalog.add_version(record, note=note)
+
+
+def read_version(record: VersionRecord, *, workspace: Workspace) -> pd.DataFrame:
+    """Load a stored version and check it still has the content the catalog recorded."""
+    path = workspace.root / record.file
+    frame = pd.read_parquet(path)
+    if frame_hash(frame) != record.hash:
+        raise DataValidationError(
+            f"{path} no longer matches the content hash recorded for {record.dataset} "
+            f"v{record.version}; dataset versions are immutable. Restore the file from backup."
+        )
+    return frame
+
+
+def decide(
+    annotations: pd.DataFrame,
+    parent: pd.DataFrame,
+    *,
+    strategies: Mapping[str, Strategy],
+    annotator: str,
+    default_strategy: Strategy = "fix",
+) -> pd.DataFrame:
+    """Turn annotated rows into one label decision per row.
+
+    Args:
+        annotations: one row per annotated sample with ``id``, ``pool``, ``new_label`` and, for
+            samples that are not yet in ``parent`` (expansion candidates), ``text`` and
+            optionally ``group``. ``new_label`` is a class name, ``REMOVE``, or ``SKIP``/empty.
+        parent: the dataset version the round started from.
+        strategies: pool -> ``"fix"`` (replace a wrong label) or ``"remove"`` (drop the sample
+            when the annotator disagrees with its label).
+        annotator: who decided (a reviewer's name, or ``simulated:<column>``).
+
+    Returns:
+        A frame with ``sample_id``, ``old_label``, ``new_label``, ``action`` (fix / remove /
+        add / keep / skip), ``annotator``, ``pool``, ``reason``, plus ``text``/``group`` for adds.
+    """
+    unknown = sorted(set(strategies.values()) - {"fix", "remove"})
+    if unknown:
+        raise ValueError(f"Expected strategies 'fix' or 'remove', but got {unknown}.")
+    old = parent.set_index("id")["label"]
+    ann = annotations.reset_index(drop=True)
+    in_parent = ann["id"].isin(old.index).to_numpy()
+    new = ann["new_label"].astype("string").fillna(SKIP).str.strip().replace("", SKIP)
+    old_label = ann["id"].map(old).astype("string")
+    pool = ann["pool"].astype("string")
+    strategy = pool.map(lambda p: strategies.get(str(p), default_strategy))
+
+    is_skip = (new == SKIP).to_numpy()
+    is_remove_marker = (new == REMOVE).to_numpy()
+    same = (new == old_label).fillna(False).to_numpy()
+    differs = ~is_skip & ~is_remove_marker & ~same
+    action = np.select(
+        [
+            is_skip,
+            ~in_parent,
+            is_remove_marker,
+            same,
+            differs & (strategy == "remove").to_numpy(),
+        ],
+        ["skip", "add", "remove", "keep", "remove"],
+        default="fix",
+    )
+    reason = np.select(
+        [
+            is_skip,
+            ~in_parent,
+            is_remove_marker,
+            same,
+            action == "remove",
+        ],
+        [
+            "annotator skipped",
+            "new sample labelled from pool " + pool.fillna("?").to_numpy(dtype=object),
+            "annotator asked to remove",
+            "annotator confirmed the label",
+            "label disputed; pool strategy is remove",
+        ],
+        default="label fixed by annotator",
+    )
+    # An added sample the annotator removed or skipped is simply not added.
+    action = np.where(~in_parent & (is_remove_marker | is_skip), "skip", action)
+    decisions = pd.DataFrame(
+        {
+            "sample_id": ann["id"].astype("string"),
+            "old_label": old_label,
+            "new_label": new.mask(pd.Series(is_skip, index=new.index)),
+            "action": action,
+            "annotator": annotator,
+            "pool": pool,
+            "reason": reason,
+        }
+    )
+    for extra in ("text", "group", "true_label"):
+        if extra in ann.columns:
+            decisions[extra] = ann[extra].to_numpy()
+    return decisions
+
+
+def _add_sources(columns: pd.Index) -> dict[str, str]:
+    """Which decision column fills each dataset column of an added row."""
+    renames = {"id": "sample_id", "label": "new_label"}
+    return {str(c): renames.get(str(c), str(c)) for c in columns}
+
+
+def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFrame:
+    """The next version: ``parent`` with fixes applied, removals dropped and additions appended.
+
+    Rows without a fix keep every value of the parent, in the parent's order.
+    """
+    unknown_actions = sorted(set(decisions["action"]) - set(ACTIONS))
+    if unknown_actions:
+        raise ValueError(f"Expected actions among {ACTIONS}, but got {unknown_actions}.")
+    dup = decisions["sample_id"][decisions["sample_id"].duplicated()]
+    if len(dup):
+        raise DataValidationError(
+            f"Expected one decision per sample, but ids {describe_items(dup.unique())} "
+            "have several. Keep one row per id in the annotation file."
+        )
+    by_action = {a: decisions[decisions["action"] == a] for a in ACTIONS}
+    touched = set(by_action["fix"]["sample_id"]) | set(by_action["remove"]["sample_id"])
+    missing = sorted(touched - set(parent["id"]))
+    if missing:
+        raise DataValidationError(
+            f"Decisions name ids {describe_items(missing)} that are not in the parent version."
+        )
+    fixes = by_action["fix"].set_index("sample_id")["new_label"]
+    new = parent.copy()
+    hit = new["id"].isin(fixes.index)
+    new.loc[hit, "label"] = new.loc[hit, "id"].map(fixes).astype(new["label"].dtype)
+    new = new[~new["id"].isin(by_action["remove"]["sample_id"])]
+
+    adds = by_action["add"]
+    if len(adds):
+        clash = sorted(set(adds["sample_id"]) & set(parent["id"]))
+        if clash:
+            raise DataValidationError(
+                f"Expected added samples to be new, but ids {describe_items(clash)} are "
+                "already in the parent version."
+            )
+        added = pd.DataFrame(
+            {
+                column: (
+                    adds[source].to_numpy()
+                    if source in adds.columns
+                    else np.full(len(adds), None, dtype=object)
+                )
+                for column, source in _add_sources(new.columns).items()
+            }
+        ).astype(new.dtypes.to_dict())
+        new = pd.concat([new, added], ignore_index=True)
+    return new.reset_index(drop=True)

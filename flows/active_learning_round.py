@@ -1,0 +1,161 @@
+"""One active-learning round, as a Prefect flow. Wiring only: every stage is a task in tasks/.
+
+load -> gate -> train with capture -> gate -> metrics -> gate -> pools -> gate -> export batch
+-> wait for people -> gate -> import labels -> candidate version -> gate -> register version
+-> retrain with capture -> gate -> metrics -> compare -> model gate -> report
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Flow, flow
+from prefect.client.schemas.objects import FlowRun
+from prefect.states import State
+
+from cartoflow.config import RoundConfig
+from tasks.annotation import export_annotation_batch, import_labels
+from tasks.data import load_data
+from tasks.gates import (
+    gate_annotations,
+    gate_dataset,
+    gate_dynamics,
+    gate_metrics,
+    gate_model,
+    gate_new_version,
+    gate_pools,
+    render_data_docs,
+    warm_up_quality,
+)
+from tasks.metrics import compute_sample_metrics
+from tasks.pools import select_sample_pools
+from tasks.report import compare_models, write_report
+from tasks.review import wait_for_review
+from tasks.rounds import (
+    current_round_id,
+    mark_failed,
+    resolve_workspace,
+    round_id_for,
+    start_round,
+    timings_of,
+)
+from tasks.train import train_model
+from tasks.versioning import build_candidate_version, promote_version, register_new_version
+
+
+def _on_failure(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
+    params = run.parameters or {}
+    round_id = params.get("round_id") or round_id_for(run.expected_start_time, run.id)
+    mark_failed(params.get("workspace"), round_id, state.message or "failed")
+
+
+@flow(name="active-learning-round", on_failure=[_on_failure], on_crashed=[_on_failure])
+def active_learning_round(
+    config: RoundConfig | None = None,
+    workspace: str | None = None,
+    round_id: str | None = None,
+) -> dict[str, Any]:
+    """Run one round and return its report (also written to ``runs/<round>/report.json``)."""
+    config = config or RoundConfig()
+    warm_up_quality()
+    ws = resolve_workspace(workspace)
+    rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
+    common = {"round_id": rid, "workspace": ws}
+    gates: list[dict[str, Any]] = []
+
+    data = load_data(config, **common)
+    gates.append(gate_dataset(data, min_class_share=config.min_class_share, **common))
+    baseline = train_model(
+        data,
+        config.train,
+        train_hash=data["train"]["hash"],
+        eval_hash=data["eval"]["hash"],
+        role="baseline",
+        **common,
+    )
+    gates.append(gate_dynamics(baseline, **common))
+    before = compute_sample_metrics(data, baseline, name="baseline", **common)
+    gates.append(gate_metrics(data, before, **common))
+    pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
+    gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **common))
+    batch = export_annotation_batch(data, pools, before, batch_pools=config.batch_pools, **common)
+
+    review = wait_for_review(config, data, batch, **common)
+    report: dict[str, Any] = {
+        "round_id": rid,
+        "dataset": data["dataset"],
+        "version_in": data["train"]["version"],
+        "version_out": None,
+        "annotator": review.reviewer or config.annotator,
+        "notes": review.notes,
+        "pools": pools["counts"],
+        "batch_rows": batch["rows"],
+        "baseline": baseline["eval"],
+        "files": {"batch": batch["csv"], "data_map_before": before["data_map"]},
+    }
+    if not review.approve:
+        report |= {"state": "rejected", "reason": f"batch rejected by {report['annotator']}"}
+        report["timings"] = timings_of(load=data, baseline=baseline, metrics=before, pools=pools)
+        report["gates"] = gates
+        report["files"]["data_docs"] = render_data_docs(**common)
+        write_report(report, **common)
+        return report
+
+    labels = {"filled_path": review.batch_path or None, "inline_labels": review.labels}
+    gates.append(gate_annotations(data, batch, **labels, **common))
+    annotations = import_labels(data, batch, **labels, **common)
+    candidate = build_candidate_version(
+        data,
+        annotations,
+        strategies={**config.strategies, "relabel": review.strategy},
+        annotator=report["annotator"],
+        **common,
+    )
+    gates.append(gate_new_version(data, candidate, **common))
+    version = register_new_version(data, candidate, **common)
+    retrained = train_model(
+        data,
+        config.train,
+        train_hash=version["hash"],
+        eval_hash=data["eval"]["hash"],
+        role="retrained",
+        **common,
+    )
+    gates.append(gate_dynamics(retrained, **common))
+    after = compute_sample_metrics(data, retrained, name="retrained", **common)
+    compared = compare_models(data, baseline, retrained, before, after, **common)
+    model_gate = gate_model(baseline, retrained, tolerance=config.model_gate_tolerance, **common)
+    gates.append(model_gate)
+    if model_gate["success"]:
+        promote_version(data, version, workspace=ws)
+    report |= {
+        "version_out": version["version"],
+        "promoted": model_gate["success"],
+        "label_changes": candidate["changes"],
+        "comparison": compared["comparison"],
+        "variability": compared["variability"],
+        "gates": gates,
+        "timings": timings_of(
+            load=data,
+            baseline=baseline,
+            metrics=before,
+            pools=pools,
+            batch=batch,
+            annotations=annotations,
+            new_version=candidate,
+            retrained=retrained,
+            metrics_after=after,
+            compare=compared,
+            gates={"seconds": sum(g["seconds"] for g in gates)},
+        ),
+        "state": "completed" if model_gate["success"] else "not_promoted",
+        "reason": model_gate.get("reason"),
+    }
+    report["files"] |= {
+        "data_map_after": after["data_map"],
+        "variability_before_after": compared["plot"],
+        "decisions": candidate["decisions"],
+        "data_docs": render_data_docs(**common),
+    }
+    write_report(report, **common)
+    return report

@@ -1,0 +1,149 @@
+"""Stages 5 and 7: export the annotation batch for people, and import what they decided."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from cartoflow.annotate import (
+    annotations_from_mapping,
+    export_batch,
+    read_annotations,
+)
+from cartoflow.catalog import Catalog
+from cartoflow.datasets import LabelMap
+from cartoflow.versions import read_version
+from cartoflow.workspace import Workspace, write_frame
+from tasks.common import artifact_key, content_key, png_data_url, publish_markdown, stopwatch
+
+TOP_EXAMPLES = 5
+
+
+def batch_markdown(
+    batch: pd.DataFrame, *, csv_path: Path, data_map: Path | None, round_id: str
+) -> str:
+    """What a reviewer sees before approving: counts, top examples, the data map, what to do."""
+    counts = batch["pool"].value_counts()
+    lines = [
+        f"# Annotation batch for round `{round_id}`",
+        "",
+        f"**{len(batch)} samples** to review. Fill the `new_label` column of",
+        "",
+        f"`{csv_path}`",
+        "",
+        "with a class name, `<remove>` to drop the sample, or leave it empty (or `<skip>`) to keep",
+        "the current label. Then approve this run in the form below (or enter a few labels inline",
+        'as a JSON object `{"id": "label"}`).',
+        "",
+        "| pool | samples |",
+        "|---|---:|",
+        *[f"| {pool} | {n} |" for pool, n in counts.items()],
+    ]
+    for pool, rows in batch.groupby("pool", sort=False):
+        lines += [
+            "",
+            f"## Top of `{pool}`",
+            "",
+            "| id | text | label | suggested | rule |",
+            "|---|---|---|---|---|",
+        ]
+        for row in rows.head(TOP_EXAMPLES).itertuples(index=False):
+            text = str(row.text).replace("|", "\\|")[:80]
+            lines.append(
+                f"| {row.id} | {text} | {row.label} | {row.suggested_label} | {row.rule} |"
+            )
+    if data_map is not None:
+        lines += ["", "## Data map", "", f"![data map]({png_data_url(data_map)})"]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="export-batch", cache_key_fn=content_key("pools", "batch_pools", "round_id"))
+def export_annotation_batch(
+    data: dict[str, Any],
+    pools: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    batch_pools: list[str],
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Write ``batch.csv`` and ``batch.parquet`` and publish the reviewer's summary artifacts."""
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        record = Catalog(ws.catalog_path).find_version(data["dataset"], data["train"]["hash"])
+        assert record is not None
+        frame = read_version(record, workspace=ws)
+        selected = pd.read_parquet(ws.root / pools["pools"])
+        selected = selected[selected["pool"].isin(batch_pools)]
+        label_map = LabelMap(names=list(data["label_names"]))
+        csv_path, parquet_path = export_batch(
+            selected, frame, ws.run_dir(round_id) / "batch", label_map=label_map
+        )
+        batch = pd.read_parquet(parquet_path)
+        markdown = batch_markdown(
+            batch, csv_path=csv_path, data_map=ws.root / metrics["data_map"], round_id=round_id
+        )
+    publish_markdown(
+        markdown,
+        key=artifact_key("round", round_id, "batch-summary"),
+        description="What the reviewers are asked to approve",
+    )
+    if len(batch):
+        create_table_artifact(
+            table=batch.drop(columns=["new_label"]).astype(str).to_dict(orient="records"),
+            key=artifact_key("round", round_id, "batch"),
+            description="The annotation batch",
+        )
+    get_run_logger().info("Annotation batch: %d samples in %s", len(batch), csv_path)
+    return {
+        "csv": str(csv_path),
+        "parquet": str(parquet_path),
+        "rows": len(batch),
+        "counts": {str(k): int(v) for k, v in batch["pool"].value_counts().items()},
+        "markdown": markdown,
+        "seconds": t["seconds"],
+    }
+
+
+@task(name="import-labels")
+def import_labels(
+    data: dict[str, Any],
+    batch: dict[str, Any],
+    *,
+    filled_path: str | None,
+    inline_labels: dict[str, str],
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Read and validate the annotators' decisions; keep a copy in the round folder."""
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        label_map = LabelMap.from_json(
+            (ws.dataset_dir(data["dataset"]) / "labels.json").read_text(encoding="utf-8")
+        )
+        batch_frame = pd.read_parquet(batch["parquet"])
+        if inline_labels:
+            annotations = annotations_from_mapping(inline_labels, batch_frame, label_map=label_map)
+        else:
+            annotations = read_annotations(
+                Path(filled_path or batch["csv"]), batch=batch_frame, label_map=label_map
+            )
+        merged = batch_frame.drop(columns=["new_label"]).merge(
+            annotations[["id", "new_label"]], on="id", how="inner"
+        )
+        path = write_frame(merged, ws.run_dir(round_id) / "annotations.parquet")
+    coverage = len(merged) / max(len(batch_frame), 1)
+    get_run_logger().info(
+        "Imported %d annotations (%.0f%% of the batch)", len(merged), 100 * coverage
+    )
+    return {
+        "annotations": str(path.relative_to(ws.root)),
+        "rows": len(merged),
+        "coverage": coverage,
+        "seconds": t["seconds"],
+    }

@@ -1,0 +1,62 @@
+"""Shared shell helpers for the stage tasks: content cache keys, artifacts, timing.
+
+Tasks are thin: paths in, paths out. Every task that does real work is cached by content
+(dataset hash + config + round), never by a file path alone, so a suspended round that Prefect
+re-runs from the top comes back to the human gate without retraining.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
+from prefect.context import TaskRunContext
+
+from cartoflow.workspace import config_hash
+
+_KEY_SAFE = re.compile(r"[^a-z0-9-]+")
+
+
+def content_key(*names: str) -> Callable[[TaskRunContext, dict[str, Any]], str]:
+    """A Prefect ``cache_key_fn`` that hashes the named parameters (hashes, configs, round id)."""
+
+    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        task_name = context.task.name if context and context.task else "task"
+        return f"{task_name}-" + config_hash(*(parameters[name] for name in names))
+
+    return key
+
+
+def artifact_key(*parts: str) -> str:
+    """An artifact key Prefect accepts: lowercase letters, digits and dashes."""
+    return _KEY_SAFE.sub("-", "-".join(parts).lower()).strip("-")[:100]
+
+
+def png_data_url(path: Path) -> str:
+    """A ``data:`` URL for a PNG, so artifacts show images without a file server."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def publish_image(path: Path, *, key: str, description: str) -> None:
+    create_image_artifact(image_url=png_data_url(path), key=key, description=description)
+
+
+def publish_markdown(markdown: str, *, key: str, description: str) -> None:
+    create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+@contextmanager
+def stopwatch() -> Iterator[dict[str, float]]:
+    """``with stopwatch() as t: ...`` then ``t["seconds"]``."""
+    timing: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        yield timing
+    finally:
+        timing["seconds"] = round(time.perf_counter() - start, 3)

@@ -1,0 +1,253 @@
+"""Data-quality gates: one Prefect task per stage contract, each a Great Expectations suite.
+
+A gate reads the stage's output, validates it, records the result in the catalog and, on
+failure, publishes a table artifact of the failed expectations and raises ``DataQualityError``
+naming each expectation, its unexpected count and up to 20 example ids. Gates only read: nothing
+written before a gate is changed by it.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow.dataset as pads
+from prefect import task
+from prefect.artifacts import create_table_artifact
+from prefect.logging import get_run_logger
+
+from cartoflow.catalog import Catalog
+from cartoflow.quality import build_data_docs, failure_rows, preload, raise_for_failures, run_suite
+from cartoflow.versions import read_version
+from cartoflow.workspace import Workspace
+from tasks.common import artifact_key, stopwatch
+
+
+def warm_up_quality() -> None:
+    """Import Great Expectations in the background while the first stages run (~3 s saved)."""
+    threading.Thread(target=preload, name="gx-preload", daemon=True).start()
+
+
+def docs_dir(workspace: str, round_id: str) -> Path:
+    return Workspace.resolve(workspace).run_dir(round_id) / "data_docs"
+
+
+def _gate(
+    suite: str,
+    frame: Any,
+    *,
+    round_id: str,
+    workspace: str,
+    raise_on_failure: bool = True,
+    **params: Any,
+) -> dict[str, Any]:
+    """Run one suite, record it, publish failures, and raise when an error check failed."""
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        result = run_suite(
+            suite,
+            frame,
+            data_docs_dir=docs_dir(workspace, round_id),
+            render_docs=False,
+            **params,
+        )
+    failures = failure_rows(result)
+    summary = {
+        "gate": suite,
+        "success": bool(result["success"]),
+        "failed": [f["expectation"] for f in failures if f["severity"] == "error"],
+        "warnings": [f["expectation"] for f in failures if f["severity"] == "warning"],
+        "statistics": result["statistics"],
+        "seconds": t["seconds"],
+    }
+    Catalog(ws.catalog_path).record_gate(
+        round_id, suite, success=summary["success"], summary=summary
+    )
+    logger = get_run_logger()
+    if failures:
+        create_table_artifact(
+            table=failures,
+            key=artifact_key("round", round_id, "gate", suite),
+            description=f"Failed expectations of the {suite} gate",
+        )
+    if not result["success"]:
+        build_data_docs(docs_dir(workspace, round_id))
+        if raise_on_failure:
+            raise_for_failures(result)
+    elif summary["warnings"]:
+        logger.warning("Gate %s passed with warnings: %s", suite, summary["warnings"])
+    else:
+        logger.info("Gate %s passed (%d checks)", suite, result["statistics"]["evaluated"])
+    return summary
+
+
+def _version_frame(data: dict[str, Any], content_hash: str, workspace: str) -> pd.DataFrame:
+    ws = Workspace.resolve(workspace)
+    record = Catalog(ws.catalog_path).find_version(data["dataset"], content_hash)
+    assert record is not None
+    return read_version(record, workspace=ws)
+
+
+@task(name="gate-dataset")
+def gate_dataset(
+    data: dict[str, Any], *, min_class_share: float, round_id: str, workspace: str
+) -> dict[str, Any]:
+    """The training version: columns, unique ids, non-empty text, known labels, class shares."""
+    frame = _version_frame(data, data["train"]["hash"], workspace)
+    return _gate(
+        "dataset",
+        frame,
+        labels=data["label_names"],
+        min_class_share=min_class_share,
+        round_id=round_id,
+        workspace=workspace,
+    )
+
+
+@task(name="gate-dynamics")
+def gate_dynamics(trained: dict[str, Any], *, round_id: str, workspace: str) -> dict[str, Any]:
+    """Recorded dynamics: one row per sample and epoch, probabilities valid, margins finite."""
+    ws = Workspace.resolve(workspace)
+    table = pads.dataset(
+        ws.root / trained["dynamics"], format="parquet", partitioning="hive"
+    ).to_table()
+    return _gate(
+        "dynamics",
+        table,
+        num_samples=int(trained["rows"]),
+        num_epochs=int(trained["epochs"]),
+        round_id=round_id,
+        workspace=workspace,
+    )
+
+
+@task(name="gate-metrics")
+def gate_metrics(
+    data: dict[str, Any], metrics: dict[str, Any], *, round_id: str, workspace: str
+) -> dict[str, Any]:
+    """Metrics: one row per sample, every score in its range, never_learnt iff correctness 0."""
+    ws = Workspace.resolve(workspace)
+    frame = pd.read_parquet(ws.root / metrics["metrics"])
+    return _gate(
+        "metrics",
+        frame,
+        num_epochs=int(metrics["epochs"]),
+        num_samples=len(frame),
+        labels=range(len(data["label_names"])),
+        round_id=round_id,
+        workspace=workspace,
+    )
+
+
+@task(name="gate-pools")
+def gate_pools(
+    data: dict[str, Any],
+    pools: dict[str, Any],
+    *,
+    budgets: dict[str, int | None],
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Pools: ids and groups unique across pools, a subset of training, within budgets."""
+    ws = Workspace.resolve(workspace)
+    frame = pd.read_parquet(ws.root / pools["pools"])
+    training = _version_frame(data, data["train"]["hash"], workspace)
+    return _gate(
+        "pools",
+        frame,
+        training_ids=training["id"],
+        labels=range(len(data["label_names"])),
+        budgets=budgets,
+        round_id=round_id,
+        workspace=workspace,
+    )
+
+
+@task(name="gate-annotations")
+def gate_annotations(
+    data: dict[str, Any],
+    batch: dict[str, Any],
+    *,
+    filled_path: str | None,
+    inline_labels: dict[str, str],
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """What people returned, read raw: ids from the batch, once each, labels valid; coverage."""
+    if inline_labels:
+        raw = pd.DataFrame(
+            {"id": list(inline_labels), "new_label": list(inline_labels.values())}, dtype="string"
+        )
+    else:
+        path = Path(filled_path or batch["csv"])
+        raw = (
+            pd.read_parquet(path).astype("string")
+            if path.suffix == ".parquet"
+            else pd.read_csv(path, dtype=str, keep_default_na=False)
+        )
+    batch_ids = pd.read_parquet(batch["parquet"], columns=["id"])["id"]
+    return _gate(
+        "annotations",
+        raw,
+        batch_ids=batch_ids,
+        labels=data["label_names"],
+        round_id=round_id,
+        workspace=workspace,
+    )
+
+
+@task(name="gate-new-version")
+def gate_new_version(
+    data: dict[str, Any], candidate: dict[str, Any], *, round_id: str, workspace: str
+) -> dict[str, Any]:
+    """The candidate version: parent - removed + added rows, unchanged rows identical."""
+    ws = Workspace.resolve(workspace)
+    return _gate(
+        "new_version",
+        pd.read_parquet(ws.root / candidate["candidate"]),
+        parent=_version_frame(data, data["train"]["hash"], workspace),
+        decisions=pd.read_parquet(ws.root / candidate["decisions"]),
+        labels=data["label_names"],
+        round_id=round_id,
+        workspace=workspace,
+    )
+
+
+@task(name="gate-model")
+def gate_model(
+    baseline: dict[str, Any],
+    retrained: dict[str, Any],
+    *,
+    tolerance: float,
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Promote only if the retrained macro-F1 >= baseline - tolerance. Never raises: a model
+    that got worse leaves the new version unpromoted and the report says why."""
+    summary = _gate(
+        "model",
+        None,
+        baseline_macro_f1=float(baseline["eval"]["macro_f1"]),
+        retrained_macro_f1=float(retrained["eval"]["macro_f1"]),
+        baseline_accuracy=float(baseline["eval"]["accuracy"]),
+        retrained_accuracy=float(retrained["eval"]["accuracy"]),
+        tolerance=tolerance,
+        raise_on_failure=False,
+        round_id=round_id,
+        workspace=workspace,
+    )
+    if not summary["success"]:
+        summary["reason"] = (
+            f"retrained macro-F1 {retrained['eval']['macro_f1']:.4f} is below baseline "
+            f"{baseline['eval']['macro_f1']:.4f} - tolerance {tolerance}"
+        )
+    return summary
+
+
+@task(name="data-docs")
+def render_data_docs(*, round_id: str, workspace: str) -> str:
+    """Render the Great Expectations Data Docs of every gate this round ran, once."""
+    ws = Workspace.resolve(workspace)
+    return str(build_data_docs(docs_dir(workspace, round_id)).relative_to(ws.root))

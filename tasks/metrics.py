@@ -1,0 +1,62 @@
+"""Stage 3: per-sample training-dynamics metrics and the data map."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from prefect import task
+from prefect.logging import get_run_logger
+
+from cartoflow.catalog import Catalog
+from cartoflow.datamap import plot_data_map
+from cartoflow.dynamics import read_dynamics
+from cartoflow.metrics import compute_metrics
+from cartoflow.versions import read_version
+from cartoflow.workspace import Workspace, write_frame
+from tasks.common import artifact_key, content_key, publish_image, stopwatch
+
+
+@task(
+    name="metrics",
+    cache_key_fn=content_key("trained", "round_id", "name"),
+    persist_result=True,
+)
+def compute_sample_metrics(
+    data: dict[str, Any], trained: dict[str, Any], *, round_id: str, name: str, workspace: str
+) -> dict[str, Any]:
+    """Score every training sample from its dynamics; write ``metrics.parquet`` and a data map."""
+    logger = get_run_logger()
+    ws = Workspace.resolve(workspace)
+    catalog = Catalog(ws.catalog_path)
+    with stopwatch() as t:
+        record = catalog.find_version(data["dataset"], trained["train_hash"])
+        assert record is not None
+        frame = read_version(record, workspace=ws)
+        names = list(data["label_names"])
+        labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int64)
+        dynamics = read_dynamics(ws.root / trained["dynamics"])
+        metrics = compute_metrics(
+            dynamics, ids=frame["id"].tolist(), labels=labels, label_names=names
+        )
+        out = ws.run_dir(round_id) / name
+        metrics_path = write_frame(metrics, out / "metrics.parquet")
+        map_path = plot_data_map(
+            metrics, out / "data_map.png", title=f"Data map: {name} (round {round_id})"
+        )
+    publish_image(
+        map_path,
+        key=artifact_key("round", round_id, name, "data-map"),
+        description=f"Data map of the {name} model's training dynamics",
+    )
+    regions = metrics["region"].value_counts().to_dict()
+    logger.info("Metrics for %d samples; regions %s", len(metrics), regions)
+    return {
+        "name": name,
+        "metrics": str(metrics_path.relative_to(ws.root)),
+        "data_map": str(map_path.relative_to(ws.root)),
+        "regions": {str(k): int(v) for k, v in regions.items()},
+        "variability_mean": float(metrics["variability"].mean()),
+        "epochs": int(dynamics.num_epochs),
+        "seconds": t["seconds"],
+    }

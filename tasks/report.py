@@ -1,0 +1,78 @@
+"""Stages 10 and 11: compare baseline and retrained models, and write the round report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.logging import get_run_logger
+
+from cartoflow.catalog import Catalog
+from cartoflow.datamap import plot_before_after
+from cartoflow.report import compare_evals, distribution_summary, render_markdown
+from cartoflow.workspace import Workspace, write_json
+from tasks.common import artifact_key, publish_image, publish_markdown, stopwatch
+
+
+@task(name="compare")
+def compare_models(
+    data: dict[str, Any],
+    baseline: dict[str, Any],
+    retrained: dict[str, Any],
+    metrics_before: dict[str, Any],
+    metrics_after: dict[str, Any],
+    *,
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Eval deltas per metric and class, and the variability of the whole set before / after."""
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        comparison = compare_evals(
+            baseline["eval"], retrained["eval"], label_names=data["label_names"]
+        )
+        before = pd.read_parquet(ws.root / metrics_before["metrics"])
+        after = pd.read_parquet(ws.root / metrics_after["metrics"])
+        plot = plot_before_after(
+            before, after, ws.run_dir(round_id) / "variability_before_after.png"
+        )
+    publish_image(
+        plot,
+        key=artifact_key("round", round_id, "before-after"),
+        description="Variability and confidence of the training set, before and after the fixes",
+    )
+    return {
+        "comparison": comparison,
+        "variability": {
+            "before": distribution_summary(before["variability"]),
+            "after": distribution_summary(after["variability"]),
+        },
+        "plot": str(plot.relative_to(ws.root)),
+        "seconds": t["seconds"],
+    }
+
+
+@task(name="report")
+def write_report(report: dict[str, Any], *, round_id: str, workspace: str) -> str:
+    """Write ``report.json`` and ``report.md``, publish the markdown, and close the round."""
+    ws = Workspace.resolve(workspace)
+    report = {**report, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    out = ws.run_dir(round_id)
+    path = write_json(out / "report.json", report)
+    markdown = render_markdown(report)
+    (out / "report.md").write_text(markdown, encoding="utf-8")
+    publish_markdown(
+        markdown, key=artifact_key("round", round_id, "report"), description="Round report"
+    )
+    Catalog(ws.catalog_path).update_round(
+        round_id,
+        state=report["state"],
+        reason=report.get("reason"),
+        version_out=report.get("version_out"),
+        timings=report.get("timings"),
+        report=str(path.relative_to(ws.root)),
+    )
+    get_run_logger().info("Round %s %s; report at %s", round_id, report["state"], path)
+    return str(path)

@@ -1,0 +1,108 @@
+"""Stages 2 and 9: train the classifier with training-dynamics capture.
+
+Cached by content (dataset hash, eval hash, training config, role, round), so a suspended round
+that Prefect re-runs from the top does not train again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.logging import get_run_logger
+
+from cartoflow.catalog import Catalog
+from cartoflow.train import TrainConfig, save_model, train_classifier
+from cartoflow.versions import read_version
+from cartoflow.workspace import Workspace, write_json
+from tasks.common import artifact_key, content_key, stopwatch
+
+
+@task(
+    name="train-with-capture",
+    cache_key_fn=content_key("train_hash", "eval_hash", "config", "role", "round_id"),
+    persist_result=True,
+)
+def train_model(
+    data: dict[str, Any],
+    config: TrainConfig,
+    *,
+    train_hash: str,
+    eval_hash: str,
+    role: str,
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Train on the version ``train_hash`` names, record dynamics, evaluate on the eval set.
+
+    Writes ``runs/<round>/<role>/{dynamics/, model.pt, eval.json, history.json}`` and returns
+    their workspace-relative paths with the eval result and the seconds spent.
+    """
+    logger = get_run_logger()
+    ws = Workspace.resolve(workspace)
+    catalog = Catalog(ws.catalog_path)
+    dataset = data["dataset"]
+    train_rec = catalog.find_version(dataset, train_hash)
+    eval_rec = catalog.find_version(f"{dataset}.eval", eval_hash)
+    if train_rec is None or eval_rec is None:
+        raise KeyError(f"Dataset versions {train_hash[:12]} / {eval_hash[:12]} are not registered.")
+    train_frame = read_version(train_rec, workspace=ws)
+    eval_frame = read_version(eval_rec, workspace=ws)
+    names = list(data["label_names"])
+    index = {name: i for i, name in enumerate(names)}
+    out = ws.run_dir(round_id) / role
+    progress_id = create_progress_artifact(
+        progress=0.0,
+        key=artifact_key("round", round_id, role, "training"),
+        description=f"Training the {role} model ({config.epochs} epochs)",
+    )
+
+    def on_epoch(stats: dict[str, Any]) -> None:
+        done = 100.0 * (int(stats["epoch"]) + 1) / config.epochs
+        update_progress_artifact(progress_id, progress=min(done, 100.0))
+        logger.info(
+            "%s epoch %d/%d: %s",
+            role,
+            int(stats["epoch"]) + 1,
+            config.epochs,
+            ", ".join(f"{k}={v:.4f}" for k, v in stats.items() if isinstance(v, float)),
+        )
+
+    with stopwatch() as t:
+        result = train_classifier(
+            train_frame["text"].tolist(),
+            train_frame["label"].map(index).to_numpy(),
+            num_classes=len(names),
+            config=config,
+            dynamics_dir=out / "dynamics",
+            eval_texts=eval_frame["text"].tolist(),
+            eval_labels=eval_frame["label"].map(index).to_numpy(),
+            progress=on_epoch,
+        )
+        save_model(result.model, out / "model.pt")
+        assert result.eval is not None
+        evaluation = result.eval.to_dict()
+        write_json(out / "eval.json", evaluation)
+        write_json(out / "history.json", result.history)
+    logger.info(
+        "%s model: eval accuracy %.4f, macro-F1 %.4f (%.1f s)",
+        role,
+        evaluation["accuracy"],
+        evaluation["macro_f1"],
+        t["seconds"],
+    )
+    rel = Path(out).relative_to(ws.root)
+    return {
+        "role": role,
+        "train_hash": train_hash,
+        "dir": str(rel),
+        "dynamics": str(rel / "dynamics"),
+        "model": str(rel / "model.pt"),
+        "eval": json.loads(json.dumps(evaluation)),
+        "epochs": config.epochs,
+        "rows": len(train_frame),
+        "seconds": t["seconds"],
+    }

@@ -1,0 +1,94 @@
+"""Stage 8: apply the label decisions as a new, immutable dataset version.
+
+Two tasks around the new-version gate: ``build_candidate_version`` writes the decisions and the
+candidate frame into the round folder only; ``register_new_version`` stores the candidate as the
+dataset's next version and records every decision in the catalog, after the gate passed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import task
+from prefect.logging import get_run_logger
+
+from cartoflow.catalog import Catalog
+from cartoflow.report import label_change_counts
+from cartoflow.versions import Strategy, apply_decisions, decide, read_version, register_version
+from cartoflow.workspace import Workspace, write_frame
+from tasks.common import stopwatch
+
+
+@task(name="build-candidate-version")
+def build_candidate_version(
+    data: dict[str, Any],
+    annotations: dict[str, Any],
+    *,
+    strategies: dict[str, Strategy],
+    annotator: str,
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Decide per annotated sample (fix / remove / add / keep / skip) and build the candidate."""
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        parent_rec = Catalog(ws.catalog_path).find_version(data["dataset"], data["train"]["hash"])
+        assert parent_rec is not None
+        parent = read_version(parent_rec, workspace=ws)
+        annotated = pd.read_parquet(ws.root / annotations["annotations"])
+        decisions = decide(annotated, parent, strategies=strategies, annotator=annotator)
+        candidate = apply_decisions(parent, decisions)
+        run_dir = ws.run_dir(round_id)
+        decisions_path = write_frame(decisions, run_dir / "decisions.parquet")
+        candidate_path = write_frame(candidate, run_dir / "candidate_version.parquet")
+    return {
+        "decisions": str(decisions_path.relative_to(ws.root)),
+        "candidate": str(candidate_path.relative_to(ws.root)),
+        "parent": parent_rec.version,
+        "changes": label_change_counts(decisions),
+        "seconds": t["seconds"],
+    }
+
+
+@task(name="register-version")
+def register_new_version(
+    data: dict[str, Any], candidate: dict[str, Any], *, round_id: str, workspace: str
+) -> dict[str, Any]:
+    """Store the checked candidate as the next version and record every label decision."""
+    ws = Workspace.resolve(workspace)
+    catalog = Catalog(ws.catalog_path)
+    with stopwatch() as t:
+        frame = pd.read_parquet(ws.root / candidate["candidate"])
+        record = register_version(
+            frame,
+            workspace=ws,
+            catalog=catalog,
+            dataset=data["dataset"],
+            parent=candidate["parent"],
+            round_id=round_id,
+            note=f"round {round_id}",
+        )
+        if catalog.decisions(round_id).empty:  # a resumed round does not record twice
+            catalog.record_decisions(round_id, pd.read_parquet(ws.root / candidate["decisions"]))
+    get_run_logger().info(
+        "New version v%d (%d rows) from v%d: %s",
+        record.version,
+        record.rows,
+        candidate["parent"],
+        candidate["changes"],
+    )
+    return {
+        "version": record.version,
+        "hash": record.hash,
+        "file": record.file,
+        "rows": record.rows,
+        "seconds": t["seconds"],
+    }
+
+
+@task(name="promote-version")
+def promote_version(data: dict[str, Any], version: dict[str, Any], *, workspace: str) -> None:
+    """Make the new version the one the next round and the nightly analysis start from."""
+    ws = Workspace.resolve(workspace)
+    Catalog(ws.catalog_path).promote(data["dataset"], int(version["version"]))

@@ -1,0 +1,120 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cartoflow.annotate import REMOVE, SKIP
+from cartoflow.catalog import Catalog
+from cartoflow.errors import DataValidationError
+from cartoflow.versions import apply_decisions, decide, read_version, register_version
+from cartoflow.workspace import Workspace
+
+
+@pytest.fixture
+def parent() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d", "e", "f"],
+            "text": ["t1", "t2", "t3", "t4", "t5", "t6"],
+            "label": ["0", "1", "2", "0", "1", "2"],
+            "group": ["g1", "g1", "g2", "g3", "g4", "g5"],
+        }
+    )
+
+
+def _annotations(rows: list[tuple[str, str, str | None]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["id", "pool", "new_label"])
+
+
+def test_register_is_content_addressed_and_never_overwrites(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    catalog = Catalog(ws.catalog_path)
+    v1 = register_version(parent, workspace=ws, catalog=catalog, dataset="demo", promoted=True)
+    again = register_version(parent.copy(), workspace=ws, catalog=catalog, dataset="demo")
+    assert again == v1
+    changed = parent.assign(label=["1", "1", "2", "0", "1", "2"])
+    v2 = register_version(changed, workspace=ws, catalog=catalog, dataset="demo", parent=1)
+    assert (v1.version, v2.version, v2.parent) == (1, 2, 1)
+    assert read_version(v1, workspace=ws).equals(parent)
+    assert sorted(p.name for p in ws.dataset_dir("demo").iterdir()) == [
+        "v0001.parquet",
+        "v0002.parquet",
+    ]
+
+
+def test_a_stray_file_is_not_overwritten(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    stray = ws.version_path("demo", 1)
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"precious")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="demo")
+    assert stray.read_bytes() == b"precious"
+
+
+def test_a_tampered_version_is_refused(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    rec = register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d")
+    parent.head(2).to_parquet(ws.root / rec.file, index=False)
+    with pytest.raises(DataValidationError, match="no longer matches"):
+        read_version(rec, workspace=ws)
+
+
+def test_decide_covers_every_action(parent) -> None:
+    ann = _annotations(
+        [
+            ("a", "relabel", "1"),  # fix
+            ("b", "relabel", "1"),  # same label: keep
+            ("c", "relabel", REMOVE),  # remove marker
+            ("d", "relabel", ""),  # empty: skip
+            ("e", "hard", "2"),  # pool strategy remove
+            ("f", "relabel", SKIP),
+        ]
+    )
+    decisions = decide(ann, parent, strategies={"relabel": "fix", "hard": "remove"}, annotator="x")
+    assert decisions.set_index("sample_id")["action"].to_dict() == {
+        "a": "fix",
+        "b": "keep",
+        "c": "remove",
+        "d": "skip",
+        "e": "remove",
+        "f": "skip",
+    }
+    assert set(decisions["annotator"]) == {"x"}
+    assert decisions["reason"].notna().all()
+
+
+def test_apply_fixes_removes_and_adds_and_keeps_the_rest_identical(parent) -> None:
+    ann = _annotations(
+        [("a", "relabel", "1"), ("c", "relabel", REMOVE), ("new1", "expand_hard", "2")]
+    ).assign(text=["t1", "t3", "brand new"], group=["g1", "g2", "g9"])
+    decisions = decide(ann, parent, strategies={"relabel": "fix"}, annotator="x")
+    new = apply_decisions(parent, decisions)
+    assert new["id"].tolist() == ["a", "b", "d", "e", "f", "new1"]
+    assert new.set_index("id").loc["a", "label"] == "1"
+    assert new.set_index("id").loc["new1", ["text", "label", "group"]].tolist() == [
+        "brand new",
+        "2",
+        "g9",
+    ]
+    untouched = parent[parent["id"].isin(["b", "d", "e", "f"])].reset_index(drop=True)
+    assert new[new["id"].isin(["b", "d", "e", "f"])].reset_index(drop=True).equals(untouched)
+    assert list(new.dtypes) == list(parent.dtypes)
+
+
+def test_apply_refuses_duplicate_or_unknown_decisions(parent) -> None:
+    dup = decide(
+        _annotations([("a", "relabel", "1"), ("a", "relabel", "2")]),
+        parent,
+        strategies={},
+        annotator="x",
+    )
+    with pytest.raises(DataValidationError, match="ids a have several"):
+        apply_decisions(parent, dup)
+    with pytest.raises(ValueError, match="strategies 'fix' or 'remove'"):
+        decide(
+            _annotations([("a", "relabel", "1")]),
+            parent,
+            strategies={"relabel": "drop"},
+            annotator="x",
+        )  # type: ignore[dict-item]

@@ -1,0 +1,118 @@
+"""End-to-end rounds on tiny demo data, under the session's Prefect test harness."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.objects import StateType
+from prefect.flow_runs import resume_flow_run
+
+from cartoflow.catalog import Catalog
+from cartoflow.config import RoundConfig
+from flows.active_learning_round import active_learning_round
+
+
+def tiny_config(**updates: Any) -> RoundConfig:
+    # the model gate is tested on its own; tiny data is too small for a meaningful delta
+    config = RoundConfig(
+        demo_size="tiny", annotator="simulated:true_label", model_gate_tolerance=1.0
+    )
+    config.train = config.train.model_copy(update={"epochs": 3})
+    return RoundConfig.model_validate({**config.model_dump(), **updates})
+
+
+def test_full_round_with_the_simulated_annotator(tmp_path: Path) -> None:
+    report = active_learning_round(config=tiny_config(), workspace=str(tmp_path))
+
+    assert report["state"] == "completed"
+    run_dir = tmp_path / "runs" / report["round_id"]
+    on_disk = json.loads((run_dir / "report.json").read_text())
+    assert on_disk["round_id"] == report["round_id"]
+    for name in ("baseline/data_map.png", "retrained/data_map.png", "batch.csv", "pools.parquet"):
+        assert (run_dir / name).exists(), name
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    versions = catalog.versions("demo")
+    assert [v.version for v in versions] == [1, 2]
+    assert versions[1].parent == 1
+    decisions = catalog.decisions(report["round_id"])
+    assert len(decisions) == report["batch_rows"]
+    changes = report["label_changes"]
+    assert changes["fixed"] == (decisions["action"] == "fix").sum()
+    assert versions[1].rows == versions[0].rows - changes["removed"] + changes["added"]
+    assert catalog.get_round(report["round_id"])["state"] == "completed"
+    assert set(report["comparison"]) == {"baseline", "retrained", "delta"}
+    assert report["timings"]["baseline"] > 0
+
+
+def _run_in_thread(config: RoundConfig, workspace: Path, name: str) -> dict[str, Any]:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["report"] = active_learning_round.with_options(flow_run_name=name)(
+                config=config, workspace=str(workspace)
+            )
+        except BaseException as error:  # surfaced by the test
+            box["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    box["thread"] = thread
+    return box
+
+
+def _wait_for_paused(name: str, box: dict[str, Any], timeout: float = 120) -> UUID:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            if "error" in box:
+                raise box["error"]
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            if runs and runs[0].state and runs[0].state.type == StateType.PAUSED:
+                return runs[0].id
+            time.sleep(0.5)
+    raise AssertionError(f"flow run {name} did not pause within {timeout} s")
+
+
+@pytest.mark.parametrize("approve", [True, False], ids=["approve", "reject"])
+def test_pause_mode_waits_for_a_person_and_resumes(tmp_path: Path, approve: bool) -> None:
+    config = tiny_config(annotator="human", wait="pause", timeout_days=1)
+    name = f"pause-{'approve' if approve else 'reject'}-{time.time_ns()}"
+    box = _run_in_thread(config, tmp_path, name)
+    run_id = _wait_for_paused(name, box)
+
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    batch = pd.read_csv(runs[0] / "batch.csv", dtype=str, keep_default_na=False)
+    assert len(batch) > 0
+    truth = pd.read_parquet(tmp_path / "datasets" / "demo" / "v0001.parquet").set_index("id")
+    labels = {i: str(truth.loc[i, "true_label"]) for i in batch["id"]}
+    resume_flow_run(
+        run_id,
+        run_input={"approve": approve, "reviewer": "ana", "notes": "checked", "labels": labels},
+    )
+    box["thread"].join(timeout=180)
+    assert "error" not in box, box.get("error")
+    report = box["report"]
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    if approve:
+        assert report["state"] == "completed"
+        assert report["annotator"] == "ana"
+        assert [v.version for v in catalog.versions("demo")] == [1, 2]
+        assert len(catalog.decisions(report["round_id"])) == len(labels)
+    else:
+        assert report["state"] == "rejected"
+        assert [v.version for v in catalog.versions("demo")] == [1]
+        assert catalog.get_round(report["round_id"])["state"] == "rejected"
+        assert catalog.decisions(report["round_id"]).empty
