@@ -30,6 +30,13 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(["plot_data_map", "plot_before_after"], "cartoflow.datamap"),
     **dict.fromkeys(
+        ["train_classifier", "evaluate", "predict_proba", "save_model", "load_model"],
+        "cartoflow.train",
+    ),
+    "TrainConfig": "cartoflow.train_config",
+    "HashedNgrams": "cartoflow.featurize",
+    **dict.fromkeys(["FastTextClassifier", "TextModel"], "cartoflow.models"),
+    **dict.fromkeys(
         ["load_dataset", "Dataset", "ColumnMap", "LabelMap", "stratified_split"],
         "cartoflow.datasets",
     ),

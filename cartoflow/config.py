@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from cartoflow.datasets import ColumnMap
 from cartoflow.pools import PoolConfig
-from cartoflow.train import TrainConfig
+from cartoflow.train_config import TrainConfig
 
 Strategy = Literal["fix", "remove"]
 
@@ -60,6 +60,11 @@ class RoundConfig(BaseModel):
         0.01, ge=0, description="Promote the new version if macro-F1 >= baseline - tolerance."
     )
     min_class_share: float = Field(0.01, ge=0, lt=1)
+    quality_gates: bool = Field(
+        True,
+        description="Run the Great Expectations gate of every stage. Off only to measure "
+        "their cost or in an emergency: nothing then stops bad data.",
+    )
     seed: int = 0
 
     @field_validator("annotator")

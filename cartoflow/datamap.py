@@ -5,7 +5,7 @@ epochs the sample was predicted correctly, with the easy / ambiguous / hard regi
 marginal histograms of confidence, variability and correctness. Up to ``hexbin_above`` samples
 are drawn as points; above, as hexagons coloured by the mean correctness fraction of the
 samples in them and shaded by how many there are, so a million samples stay readable and
-draw in about a second. :func:`plot_before_after` compares two metric tables (e.g. before and
+draw in seconds. :func:`plot_before_after` compares two metric tables (e.g. before and
 after relabelling): overlaid histograms and empirical CDFs, with means and medians.
 
 Figures are drawn with matplotlib's object API and the Agg canvas: no pyplot, no global
@@ -336,7 +336,13 @@ def plot_data_map(
     confidence, variability, corr = confidence[keep], variability[keep], corr[keep]
     n = len(confidence)
     xmax = float(max(variability.max() * 1.08, cut.ambiguous_variability * 1.3, 0.05))
-    extent = (0.0, xmax, -0.02, 1.02)
+    # Scores outside their ranges would be a bug upstream; still draw them, inside the frame.
+    extent = (
+        float(min(0.0, variability.min())),
+        xmax,
+        float(min(-0.02, confidence.min() - 0.02)),
+        float(max(1.02, confidence.max() + 0.02)),
+    )
 
     fig = Figure(figsize=(12.5, 7.2), layout="constrained")
     grid = fig.add_gridspec(2, 3, width_ratios=[4.6, 1.5, 2.6], height_ratios=[1.1, 4.0])
@@ -358,12 +364,18 @@ def plot_data_map(
     ax.grid(alpha=0.25)
 
     hist: dict[str, Any] = {"color": "#4a6fa5", "alpha": 0.85, "linewidth": 0}
-    top.hist(variability, bins=60, range=(0.0, xmax), **hist)
+    top.hist(variability, bins=60, range=(extent[0], xmax), **hist)
     top.set_ylabel("samples")
     top.yaxis.set_major_formatter(FuncFormatter(_compact))
     top.tick_params(labelbottom=False)
     top.set_title("variability", fontsize=10, loc="left")
-    right.hist(confidence, bins=60, range=(0.0, 1.0), orientation="horizontal", **hist)
+    right.hist(
+        confidence,
+        bins=60,
+        range=(min(0.0, float(confidence.min())), max(1.0, float(confidence.max()))),
+        orientation="horizontal",
+        **hist,
+    )
     right.set_xlabel("samples")
     right.xaxis.set_major_formatter(FuncFormatter(_compact))
     right.xaxis.set_major_locator(MaxNLocator(nbins=3))

@@ -15,7 +15,10 @@ On-disk layout (a directory)::
     epoch=E/part-R.parquet   sample int64, epoch int32, gold_prob float32, correct bool,
                              margin float32, pred int16, probs fixed_size_list<float32>[C]
     _manifest.json           format, num_samples, num_classes, mode, status, complete epochs,
-                             ranks, reason, per-rank status
+                             ranks, reason, per-rank status; written when recording starts,
+                             closes or fails. In between, a part file appears (atomic rename)
+                             only once its epoch passed every check: it marks the epoch
+                             complete, so a killed process loses at most the open epoch.
 
 The scores are those of Dataset Cartography (Swayamdipta et al. 2020: gold probability per
 epoch), Area Under the Margin (Pleiss et al. 2020: gold logit minus the largest other logit) and
@@ -549,6 +552,20 @@ def _load_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
+def _epochs_on_disk(root: Path, ranks: Iterable[int]) -> set[int]:
+    """Epochs for which every one of ``ranks`` has written its part file."""
+    ranks = list(ranks)
+    found = set()
+    for folder in root.glob("epoch=*"):
+        try:
+            epoch = int(folder.name.partition("=")[2])
+        except ValueError:
+            continue
+        if all((folder / _PART_TEMPLATE.format(rank=rank)).is_file() for rank in ranks):
+            found.add(epoch)
+    return found
+
+
 def _summarise(manifest: dict[str, Any]) -> None:
     """Recompute the top-level status, epochs, ranks and reason from the per-rank entries."""
     per_rank: dict[str, dict[str, Any]] = manifest["rank_status"]
@@ -757,7 +774,8 @@ class DynamicsRecorder:
                         "epochs after a checkpoint restart, or choose another directory."
                     )
                 if entry is not None:
-                    self._epochs = sorted(int(e) for e in entry["epochs"])
+                    on_disk = _epochs_on_disk(self.path, [self.rank])
+                    self._epochs = sorted({int(e) for e in entry["epochs"]} | on_disk)
             else:
                 manifest = self._manifest_template()
             manifest["rank_status"][str(self.rank)] = {
@@ -880,7 +898,7 @@ class DynamicsRecorder:
         views = self._torch_views
         if views is None:
             views = self._torch_views = _TorchViews(self)
-        n = samples.shape[0] if type(samples) is views.tensor else -1
+        n = samples.shape[0] if type(samples) is views.tensor and samples.dim() == 1 else -1
         x = logits.detach()
         if (
             type(targets) is not views.tensor
@@ -1162,8 +1180,6 @@ class DynamicsRecorder:
         if not self._defer:
             return
         raw = np.flatnonzero(~self._is_reduced[:count])
-        self._is_reduced[:count] = False
-        self._any_reduced = False
         assert self._matrix is not None
         if raw.size == 0:
             return
@@ -1179,6 +1195,8 @@ class DynamicsRecorder:
         self._pred[raw] = reduced.pred
         if reduced.probs is not None:
             self._matrix[raw] = reduced.probs
+        self._is_reduced[raw] = True
+        self._any_reduced = True
 
     def _finish_epoch(self) -> None:
         epoch = self._epoch
@@ -1201,8 +1219,13 @@ class DynamicsRecorder:
         self._write_part(_part_path(self.path, epoch, self.rank), epoch, rows)
         with contextlib.suppress(FileNotFoundError):
             _partial_path(self.path, epoch, self.rank).unlink()
+        # The part file appearing (an atomic rename to a new name) is what records the epoch
+        # as complete; the manifest catches up on close. Rewriting it here would cost more
+        # than the epoch's Parquet file: on ext4, renaming over an existing file flushes it.
         self._epochs.append(epoch)
-        self._set_rank_state(epochs=list(self._epochs))
+        if self._any_reduced:
+            self._is_reduced[: self._count] = False
+            self._any_reduced = False
         self._epoch = None
         self._count = 0
         self._batch = 0
@@ -1236,7 +1259,9 @@ class DynamicsRecorder:
             return
         self.end_epoch()
         self._status = "complete"
-        self._set_rank_state(status="complete", reason=None, partial_epoch=None)
+        self._set_rank_state(
+            status="complete", epochs=list(self._epochs), reason=None, partial_epoch=None
+        )
 
     def mark_incomplete(self, reason: str) -> None:
         """Mark the recording incomplete (training failed) and close the recorder.
@@ -1264,7 +1289,12 @@ class DynamicsRecorder:
                 self._write_part(_partial_path(self.path, partial, self.rank), partial, rows)
         self._status = "incomplete"
         self._epoch = None
-        self._set_rank_state(status="incomplete", reason=str(reason), partial_epoch=partial)
+        self._set_rank_state(
+            status="incomplete",
+            epochs=list(self._epochs),
+            reason=str(reason),
+            partial_epoch=partial,
+        )
 
     def __enter__(self) -> DynamicsRecorder:
         return self
@@ -1520,7 +1550,12 @@ def read_dynamics(
             )
         wanted.discard("probs")
     status = manifest["status"]
+    world_size = int(manifest["world_size"])
     epochs = [int(e) for e in manifest["epochs"]]
+    if status != "complete":
+        # The manifest is rewritten on close and on failure; a process that was killed left
+        # only its part files, each of which marks a complete epoch of its rank.
+        epochs = sorted(set(epochs) | _epochs_on_disk(root, range(world_size)))
     if status != "complete" and not allow_incomplete:
         reason = manifest.get("reason")
         raise DynamicsError(
@@ -1549,7 +1584,7 @@ def read_dynamics(
         _read_epoch(
             root,
             epoch,
-            world_size=int(manifest["world_size"]),
+            world_size=world_size,
             num_samples=n,
             num_classes=c,
             names=names,

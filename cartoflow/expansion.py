@@ -27,11 +27,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cartoflow.errors import DataValidationError, describe_items, describe_rows
 
 __all__ = [
     "EXPANSION_COLUMNS",
+    "ExpansionConfig",
     "nearest_neighbours",
     "random_expansion",
     "select_expansion",
@@ -664,3 +666,58 @@ def random_expansion(
             "rule": np.full(chosen.size, f"uniform random draw (seed={seed})", dtype=object),
         }
     )
+
+
+class ExpansionConfig(BaseModel):
+    """How a round (or the ablation) picks expansion candidates; a pydantic form for the UI.
+
+    The seeds are the training samples of ``seed_pools``; their nearest unlabeled neighbours on
+    the trained model's embeddings are picked by :func:`select_expansion` with a budget per pool,
+    then texts that are near-duplicates (MinHash Jaccard >= ``text_dedup_threshold``,
+    :func:`cartoflow.neardup.dedup_batch`) of a training text or of an earlier candidate are
+    dropped, so the annotators never see the same question twice.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed_pools: list[str] = Field(
+        default_factory=lambda: ["hard", "very_hard"],
+        description="Pools whose samples are the seeds, in attribution-tie order.",
+    )
+    budgets: dict[str, int] = Field(
+        default_factory=lambda: {"hard": 2000, "very_hard": 2000},
+        description="Seed pool -> most unlabeled samples to add for it.",
+    )
+    k_per_seed: int = Field(
+        default=10, ge=1, description="Neighbours retrieved per seed: the most one seed adds."
+    )
+    dedup_threshold: float | None = Field(
+        default=0.95,
+        ge=-1.0,
+        le=1.0,
+        description="Embedding cosine at or above which two samples are duplicates (None: off).",
+    )
+    text_dedup_threshold: float | None = Field(
+        default=0.8,
+        gt=0.0,
+        le=1.0,
+        description="MinHash Jaccard at or above which two texts are near-duplicates (None: off).",
+    )
+    seed: int = Field(default=0, description="Seeds the order in which seeds take turns.")
+    chunk_size: int = Field(
+        default=DEFAULT_CHUNK_SIZE, ge=1, description="Unlabeled rows scored per step (memory)."
+    )
+
+    @model_validator(mode="after")
+    def _budget_per_seed_pool(self) -> ExpansionConfig:
+        if len(set(self.seed_pools)) != len(self.seed_pools):
+            raise ValueError(f"Expected each seed pool once, but got {self.seed_pools}.")
+        if set(self.budgets) != set(self.seed_pools):
+            raise ValueError(
+                f"Expected one budget per seed pool {self.seed_pools}, but got budgets for "
+                f"{sorted(self.budgets)}."
+            )
+        negative = {k: v for k, v in self.budgets.items() if v < 0}
+        if negative:
+            raise ValueError(f"Expected budgets >= 0, but got {negative}.")
+        return self

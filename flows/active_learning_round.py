@@ -57,14 +57,16 @@ def active_learning_round(
 ) -> dict[str, Any]:
     """Run one round and return its report (also written to ``runs/<round>/report.json``)."""
     config = config or RoundConfig()
-    warm_up_quality()
+    if config.quality_gates:
+        warm_up_quality()
     ws = resolve_workspace(workspace)
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
+    checks = {**common, "enabled": config.quality_gates}
     gates: list[dict[str, Any]] = []
 
     data = load_data(config, **common)
-    gates.append(gate_dataset(data, min_class_share=config.min_class_share, **common))
+    gates.append(gate_dataset(data, min_class_share=config.min_class_share, **checks))
     baseline = train_model(
         data,
         config.train,
@@ -73,11 +75,11 @@ def active_learning_round(
         role="baseline",
         **common,
     )
-    gates.append(gate_dynamics(baseline, **common))
+    gates.append(gate_dynamics(baseline, **checks))
     before = compute_sample_metrics(data, baseline, name="baseline", **common)
-    gates.append(gate_metrics(data, before, **common))
+    gates.append(gate_metrics(data, before, **checks))
     pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
-    gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **common))
+    gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **checks))
     batch = export_annotation_batch(data, pools, before, batch_pools=config.batch_pools, **common)
 
     review = wait_for_review(config, data, batch, **common)
@@ -97,12 +99,13 @@ def active_learning_round(
         report |= {"state": "rejected", "reason": f"batch rejected by {report['annotator']}"}
         report["timings"] = timings_of(load=data, baseline=baseline, metrics=before, pools=pools)
         report["gates"] = gates
-        report["files"]["data_docs"] = render_data_docs(**common)
+        if config.quality_gates:
+            report["files"]["data_docs"] = render_data_docs(**common)
         write_report(report, **common)
         return report
 
     labels = {"filled_path": review.batch_path or None, "inline_labels": review.labels}
-    gates.append(gate_annotations(data, batch, **labels, **common))
+    gates.append(gate_annotations(data, batch, **labels, **checks))
     annotations = import_labels(data, batch, **labels, **common)
     candidate = build_candidate_version(
         data,
@@ -111,7 +114,7 @@ def active_learning_round(
         annotator=report["annotator"],
         **common,
     )
-    gates.append(gate_new_version(data, candidate, **common))
+    gates.append(gate_new_version(data, candidate, **checks))
     version = register_new_version(data, candidate, **common)
     retrained = train_model(
         data,
@@ -121,10 +124,10 @@ def active_learning_round(
         role="retrained",
         **common,
     )
-    gates.append(gate_dynamics(retrained, **common))
+    gates.append(gate_dynamics(retrained, **checks))
     after = compute_sample_metrics(data, retrained, name="retrained", **common)
     compared = compare_models(data, baseline, retrained, before, after, **common)
-    model_gate = gate_model(baseline, retrained, tolerance=config.model_gate_tolerance, **common)
+    model_gate = gate_model(baseline, retrained, tolerance=config.model_gate_tolerance, **checks)
     gates.append(model_gate)
     if model_gate["success"]:
         promote_version(data, version, workspace=ws)
@@ -155,7 +158,8 @@ def active_learning_round(
         "data_map_after": after["data_map"],
         "variability_before_after": compared["plot"],
         "decisions": candidate["decisions"],
-        "data_docs": render_data_docs(**common),
     }
+    if config.quality_gates:
+        report["files"]["data_docs"] = render_data_docs(**common)
     write_report(report, **common)
     return report

@@ -41,9 +41,13 @@ def _gate(
     round_id: str,
     workspace: str,
     raise_on_failure: bool = True,
+    enabled: bool = True,
     **params: Any,
 ) -> dict[str, Any]:
     """Run one suite, record it, publish failures, and raise when an error check failed."""
+    if not enabled:
+        get_run_logger().warning("Gate %s is switched off (quality_gates=False).", suite)
+        return {"gate": suite, "success": True, "skipped": True, "seconds": 0.0}
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
         result = run_suite(
@@ -92,7 +96,12 @@ def _version_frame(data: dict[str, Any], content_hash: str, workspace: str) -> p
 
 @task(name="gate-dataset")
 def gate_dataset(
-    data: dict[str, Any], *, min_class_share: float, round_id: str, workspace: str
+    data: dict[str, Any],
+    *,
+    min_class_share: float,
+    round_id: str,
+    workspace: str,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """The training version: columns, unique ids, non-empty text, known labels, class shares."""
     frame = _version_frame(data, data["train"]["hash"], workspace)
@@ -103,11 +112,14 @@ def gate_dataset(
         min_class_share=min_class_share,
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
 
 
 @task(name="gate-dynamics")
-def gate_dynamics(trained: dict[str, Any], *, round_id: str, workspace: str) -> dict[str, Any]:
+def gate_dynamics(
+    trained: dict[str, Any], *, round_id: str, workspace: str, enabled: bool = True
+) -> dict[str, Any]:
     """Recorded dynamics: one row per sample and epoch, probabilities valid, margins finite."""
     ws = Workspace.resolve(workspace)
     table = pads.dataset(
@@ -120,12 +132,18 @@ def gate_dynamics(trained: dict[str, Any], *, round_id: str, workspace: str) -> 
         num_epochs=int(trained["epochs"]),
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
 
 
 @task(name="gate-metrics")
 def gate_metrics(
-    data: dict[str, Any], metrics: dict[str, Any], *, round_id: str, workspace: str
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    *,
+    round_id: str,
+    workspace: str,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """Metrics: one row per sample, every score in its range, never_learnt iff correctness 0."""
     ws = Workspace.resolve(workspace)
@@ -138,6 +156,7 @@ def gate_metrics(
         labels=range(len(data["label_names"])),
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
 
 
@@ -149,6 +168,7 @@ def gate_pools(
     budgets: dict[str, int | None],
     round_id: str,
     workspace: str,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """Pools: ids and groups unique across pools, a subset of training, within budgets."""
     ws = Workspace.resolve(workspace)
@@ -162,6 +182,7 @@ def gate_pools(
         budgets=budgets,
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
 
 
@@ -174,6 +195,7 @@ def gate_annotations(
     inline_labels: dict[str, str],
     round_id: str,
     workspace: str,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """What people returned, read raw: ids from the batch, once each, labels valid; coverage."""
     if inline_labels:
@@ -195,12 +217,18 @@ def gate_annotations(
         labels=data["label_names"],
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
 
 
 @task(name="gate-new-version")
 def gate_new_version(
-    data: dict[str, Any], candidate: dict[str, Any], *, round_id: str, workspace: str
+    data: dict[str, Any],
+    candidate: dict[str, Any],
+    *,
+    round_id: str,
+    workspace: str,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """The candidate version: parent - removed + added rows, unchanged rows identical."""
     ws = Workspace.resolve(workspace)
@@ -212,6 +240,7 @@ def gate_new_version(
         labels=data["label_names"],
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
 
 
@@ -223,6 +252,7 @@ def gate_model(
     tolerance: float,
     round_id: str,
     workspace: str,
+    enabled: bool = True,
 ) -> dict[str, Any]:
     """Promote only if the retrained macro-F1 >= baseline - tolerance. Never raises: a model
     that got worse leaves the new version unpromoted and the report says why."""
@@ -237,8 +267,9 @@ def gate_model(
         raise_on_failure=False,
         round_id=round_id,
         workspace=workspace,
+        enabled=enabled,
     )
-    if not summary["success"]:
+    if not summary["success"]:  # a switched-off gate reports success
         summary["reason"] = (
             f"retrained macro-F1 {retrained['eval']['macro_f1']:.4f} is below baseline "
             f"{baseline['eval']['macro_f1']:.4f} - tolerance {tolerance}"

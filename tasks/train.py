@@ -15,7 +15,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
-from cartoflow.train import TrainConfig, save_model, train_classifier
+from cartoflow.train import EpochStats, TrainConfig, save_model, train_classifier
 from cartoflow.versions import read_version
 from cartoflow.workspace import Workspace, write_json
 from tasks.common import artifact_key, content_key, stopwatch
@@ -60,7 +60,7 @@ def train_model(
         description=f"Training the {role} model ({config.epochs} epochs)",
     )
 
-    def on_epoch(stats: dict[str, Any]) -> None:
+    def on_epoch(stats: EpochStats) -> None:
         done = 100.0 * (int(stats["epoch"]) + 1) / config.epochs
         update_progress_artifact(progress_id, progress=min(done, 100.0))
         logger.info(
@@ -81,6 +81,7 @@ def train_model(
             eval_texts=eval_frame["text"].tolist(),
             eval_labels=eval_frame["label"].map(index).to_numpy(),
             progress=on_epoch,
+            overwrite=True,  # cached by content: a re-run means the earlier one did not finish
         )
         save_model(result.model, out / "model.pt")
         assert result.eval is not None

@@ -221,6 +221,61 @@ def test_device_path_reduces_on_the_device_with_one_transfer(
     assert_matches(result, expected(logits, labels))
 
 
+def test_device_and_host_batches_in_one_epoch(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch = pytest.importorskip("torch")
+    logits, labels = data
+    monkeypatch.setattr(dyn, "_on_host", lambda tensor: False)
+    with DynamicsRecorder(tmp_path, num_samples=N, num_classes=C) as rec:
+        for epoch in range(3):
+            for start in range(0, N, B):
+                idx = np.arange(start, min(start + B, N))
+                x, y = logits[epoch][idx], labels[idx]
+                if start == B:  # the middle batch comes as numpy: kept raw, reduced at the end
+                    rec.update(epoch=epoch, samples=idx, logits=x, targets=y)
+                else:
+                    rec.update(
+                        epoch=epoch,
+                        samples=torch.from_numpy(idx),
+                        logits=torch.from_numpy(x),
+                        targets=torch.from_numpy(y),
+                    )
+    assert_matches(read_dynamics(tmp_path), expected(logits, labels))
+
+
+def test_many_torch_batches_are_copied_in_bulk(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    n, c = 300, 4
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(2, n, c)).astype(np.float32)
+    labels = rng.integers(0, c, n)
+    with DynamicsRecorder(tmp_path, num_samples=n, num_classes=c) as rec:
+        for epoch in range(2):
+            order = torch.from_numpy(rng.permutation(n))
+            for start in range(0, n, 2):  # 150 batches: several bulk copies per epoch
+                idx = order[start : start + 2]
+                rec.update(
+                    epoch=epoch,
+                    samples=idx,
+                    logits=torch.from_numpy(logits[epoch][idx.numpy()]).requires_grad_(),
+                    targets=torch.from_numpy(labels[idx.numpy()]),
+                )
+    assert_matches(read_dynamics(tmp_path), expected(logits, labels))
+
+
+def test_tensors_changed_after_update(rec: DynamicsRecorder) -> None:
+    torch = pytest.importorskip("torch")
+    logits = torch.zeros(4, C)
+    rec.update(epoch=0, samples=torch.arange(4), logits=logits, targets=torch.zeros(4).long())
+    logits.add_(1.0)  # in place, before the recorder copied the batch
+    with raises(
+        r"Expected the tensors given to update\(\) to stay unchanged .* but the samples, logits "
+        r"or targets of batch 0 of epoch 0 were modified in place afterwards; pass copies"
+    ):
+        rec.end_epoch()
+
+
 def test_device_path_accepts_half_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     torch = pytest.importorskip("torch")
     monkeypatch.setattr(dyn, "_on_host", lambda tensor: False)
@@ -339,6 +394,26 @@ def test_resume_after_a_crash(tmp_path: Path, data: tuple[np.ndarray, np.ndarray
     assert info["status"] == "complete" and info["reason"] is None
     assert not (tmp_path / "epoch=1" / "_part-0.partial.parquet").exists()
     assert_matches(read_dynamics(tmp_path), expected(logits, labels))
+
+
+def test_a_killed_process_keeps_its_complete_epochs(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray]
+) -> None:
+    logits, labels = data
+    rec = DynamicsRecorder(tmp_path, num_samples=N, num_classes=C)
+    for epoch in range(2):
+        rec.update(epoch=epoch, samples=np.arange(N), logits=logits[epoch], targets=labels)
+        rec.end_epoch(epoch)
+    rec.update(epoch=2, samples=np.arange(3), logits=logits[2][:3], targets=labels[:3])
+    del rec  # SIGKILL: no close, no mark_incomplete
+
+    assert manifest(tmp_path)["status"] == "recording"
+    with raises(r"is marked recording; complete epochs: 0, 1\. Pass allow_incomplete=True"):
+        read_dynamics(tmp_path)
+    assert_matches(read_dynamics(tmp_path, allow_incomplete=True), expected(logits[:2], labels))
+
+    resumed = DynamicsRecorder(tmp_path, num_samples=N, num_classes=C, resume=True)
+    assert resumed.epochs == [0, 1]
 
 
 def test_resume_starts_fresh_without_a_recording(

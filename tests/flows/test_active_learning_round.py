@@ -116,3 +116,29 @@ def test_pause_mode_waits_for_a_person_and_resumes(tmp_path: Path, approve: bool
         assert [v.version for v in catalog.versions("demo")] == [1]
         assert catalog.get_round(report["round_id"])["state"] == "rejected"
         assert catalog.decisions(report["round_id"]).empty
+
+
+def test_a_corrupt_annotations_file_stops_the_round_before_a_new_version(tmp_path: Path) -> None:
+    config = tiny_config(annotator="human", wait="pause", timeout_days=1)
+    name = f"corrupt-{time.time_ns()}"
+    box = _run_in_thread(config, tmp_path, name)
+    run_id = _wait_for_paused(name, box)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    batch = pd.read_csv(run_dir / "batch.csv", dtype=str, keep_default_na=False)
+    corrupt = batch.assign(new_label="7")  # not a class
+    corrupt = pd.concat([corrupt, corrupt.head(1)])  # and one id twice
+    corrupt.to_csv(tmp_path / "filled.csv", index=False)
+    resume_flow_run(run_id, run_input={"approve": True, "batch_path": str(tmp_path / "filled.csv")})
+    box["thread"].join(timeout=180)
+
+    assert "error" in box
+    message = str(box["error"])
+    assert "new_label_valid" in message and "id_unique" in message
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    assert [v.version for v in catalog.versions("demo")] == [1]
+    assert not (run_dir / "candidate_version.parquet").exists()
+    round_row = catalog.get_round(run_dir.name)
+    assert round_row["state"] == "failed"
+    assert "new_label_valid" in round_row["reason"]
+    gates = catalog.gates(run_dir.name).set_index("gate")
+    assert not gates.loc["annotations", "success"]
