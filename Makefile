@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 ## One active-learning round on the bundled demo data, simulated annotator, embedded Prefect.
 demo: setup
-	$(BIN)/cartoflow round --demo --annotator simulated:true_label --workspace $(WORKSPACE)
+	$(BIN)/cartoflow round --annotator simulated:true_label --workspace $(WORKSPACE)
 
 lint: setup
 	$(BIN)/ruff check .

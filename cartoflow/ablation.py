@@ -62,10 +62,10 @@ from cartoflow.annotate import SimulatedAnnotator
 from cartoflow.config import RoundConfig
 from cartoflow.datasets import ColumnMap
 from cartoflow.errors import DataValidationError, describe_items
-from cartoflow.expansion import ExpansionConfig, random_expansion
+from cartoflow.expansion import CANDIDATE_POOL_PREFIX, ExpansionConfig, random_expansion
 from cartoflow.pools import PoolConfig
 from cartoflow.report import label_change_counts
-from cartoflow.train import TrainConfig
+from cartoflow.train_config import TrainConfig
 from cartoflow.versions import Strategy, apply_decisions, decide
 
 __all__ = [
@@ -89,8 +89,6 @@ __all__ = [
 ]
 
 RELABEL_POOL = "relabel"
-EXPANSION_PREFIX = "expand:"
-"""Pool name of an expansion candidate in annotated rows: ``expand:hard``, ``expand:random``."""
 RANDOM = "random"
 
 
@@ -156,7 +154,7 @@ class Variant:
             out = pd.DataFrame(
                 {
                     "id": rows["id"].astype("str"),
-                    "pool": (EXPANSION_PREFIX + rows["seed_pool"].astype("str")),
+                    "pool": (CANDIDATE_POOL_PREFIX + rows["seed_pool"].astype("str")),
                     "new_label": rows["id"].map(inputs.answers).astype("str"),
                 }
             )
@@ -427,6 +425,9 @@ class AblationConfig(BaseModel):
     )
     eval_fraction: float = Field(0.2, gt=0, lt=1)
     min_class_share: float = Field(0.01, ge=0, lt=1)
+    quality_gates: bool = Field(
+        True, description="Run the Great Expectations gates of the shared stages (load to pools)."
+    )
     train: TrainConfig = Field(default_factory=TrainConfig)
     pools: PoolConfig = Field(default_factory=PoolConfig)
     expansion: ExpansionConfig = Field(default_factory=ExpansionConfig)
@@ -477,6 +478,7 @@ class AblationConfig(BaseModel):
             train=self.train,
             pools=self.pools,
             min_class_share=self.min_class_share,
+            quality_gates=self.quality_gates,
             annotator=f"simulated:{self.annotator_column}",
             annotator_error_rate=self.annotator_error_rate,
             seed=self.seed,
@@ -656,8 +658,8 @@ def summarise(
     order += [name for name in stats.index if name not in order]
     stats = stats.loc[order]
     rows = grouped["rows"].max().loc[order] if "rows" in runs.columns else None
-    base = stats.loc[baseline]
-    n, n_base = stats["runs"].to_numpy(np.float64), float(base["runs"])
+    b = order.index(baseline)
+    n = stats["runs"].to_numpy(np.float64)
     out = pd.DataFrame(
         {
             "variant": stats.index.to_numpy(dtype=object),
@@ -674,8 +676,8 @@ def summarise(
         std = stats[f"{metric}_std"].to_numpy(np.float64)
         out[f"{metric}_mean"] = mean
         out[f"{metric}_std"] = std
-        out[f"delta_{metric}"] = mean - float(base[f"{metric}_mean"])
-        out[f"delta_{metric}_se"] = np.sqrt(std**2 / n + float(base[f"{metric}_std"]) ** 2 / n_base)
+        out[f"delta_{metric}"] = mean - mean[b]
+        out[f"delta_{metric}_se"] = np.sqrt(std**2 / n + std[b] ** 2 / n[b])
     expansion = np.array([VARIANTS.get(v, VARIANTS[baseline]).kind == "expansion" for v in order])
     added = out["added"].to_numpy(np.float64)
     per = np.where(expansion & (added > 0), 1000.0 / np.where(added > 0, added, 1.0), np.nan)
@@ -708,7 +710,7 @@ def _se(value: float) -> str:
 
 
 def _verdict(diff: float, se: float, sigmas: float, *, worse: str = "no, it hurts") -> str:
-    """``yes`` / ``no: within noise`` / ``worse`` / ``undetermined`` for a difference and its s.e."""
+    """``yes``, ``no: within noise``, ``worse`` or ``undetermined`` for a difference and its s.e."""
     if not math.isfinite(se) or not math.isfinite(diff):
         return "undetermined (one run per variant gives no noise estimate)"
     if diff > sigmas * se and diff > 0:
@@ -733,13 +735,21 @@ def _diff(a: pd.Series, b: pd.Series, metric: str = "accuracy") -> tuple[float, 
     return diff, se
 
 
+def _noise(diff: float, se: float, sigmas: float) -> str:
+    """``s.e. x pp, within noise`` / ``..., beyond noise`` / ``s.e. n/a``."""
+    if not (math.isfinite(se) and math.isfinite(diff)):
+        return "s.e. n/a"
+    return f"s.e. {_se(se)}, {'beyond' if abs(diff) > sigmas * se else 'within'} noise"
+
+
 def _against(row: pd.Series, other: pd.Series, sigmas: float) -> str:
+    """``A 0.8300 vs B 0.8200: accuracy +1.00 pp (s.e. ..., ...), macro-F1 ... (...)``."""
     diff, se = _diff(row, other)
     f1, f1_se = _diff(row, other, "macro_f1")
     return (
         f"{row['title']} {_acc(row['accuracy_mean'])} vs {other['title']} "
-        f"{_acc(other['accuracy_mean'])}: accuracy {_pp(diff)} (s.e. {_se(se)}, "
-        f"{_verdict(diff, se, sigmas, worse='lower')}), macro-F1 {_pp(f1)} (s.e. {_se(f1_se)})"
+        f"{_acc(other['accuracy_mean'])}: accuracy {_pp(diff)} ({_noise(diff, se, sigmas)}), "
+        f"macro-F1 {_pp(f1)} ({_noise(f1, f1_se, sigmas)})"
     )
 
 
@@ -801,7 +811,7 @@ def answer_questions(
             }
         )
 
-    targeted = [r for r in (_row(summary, n) for n in ("hard-expansion", "very-hard-expansion"))]
+    targeted = [_row(summary, n) for n in ("hard-expansion", "very-hard-expansion")]
     arms = [r for r in targeted if r is not None]
     control = _row(summary, "random-expansion")
     if not arms:
@@ -878,37 +888,51 @@ def _per_sample_answer(
 # --------------------------------------------------------------------------------------------
 
 
-def _mean_std(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(std) else f"{mean:.4f}"
+def _num(value: Any) -> float:
+    """A table cell as a float: None (a NaN in JSON) becomes NaN."""
+    return math.nan if value is None else float(value)
 
 
-def _delta(value: float, se: float, baseline: bool) -> str:
+def _mean_std(mean: Any, std: Any) -> str:
+    m, s = _num(mean), _num(std)
+    return f"{m:.4f} ± {s:.4f}" if math.isfinite(s) else f"{m:.4f}"
+
+
+def _delta(value: Any, se: Any, baseline: bool) -> str:
     if baseline:
         return "–"
-    return f"{_pp(value)} ± {_se(se)}" if math.isfinite(se) else _pp(value)
+    v, e = _num(value), _num(se)
+    return f"{_pp(v)} ± {_se(e)}" if math.isfinite(e) else _pp(v)
 
 
-def summary_table(summary: pd.DataFrame, *, baseline: str = "baseline") -> str:
-    """The summary as a markdown table (accuracy and macro-F1 mean ± std; deltas ± s.e.)."""
+def summary_table(
+    summary: pd.DataFrame | Sequence[Mapping[str, Any]], *, baseline: str = "baseline"
+) -> str:
+    """The summary as a markdown table (accuracy and macro-F1 mean ± std; deltas ± s.e.).
+
+    Args:
+        summary: a :func:`summarise` frame, or its :func:`report_records` (as in the JSON).
+        baseline: the variant whose delta cells stay empty.
+    """
+    records = report_records(summary) if isinstance(summary, pd.DataFrame) else summary
     lines = [
         "| variant | runs | train rows | added | fixed | removed | accuracy (mean ± std) "
         "| Δ accuracy (± s.e.) | macro-F1 (mean ± std) | Δ macro-F1 (± s.e.) "
         "| Δ accuracy per 1k added |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in summary.itertuples(index=False):
-        is_base = row.variant == baseline
-        gain = (
-            f"{100 * row.gain_per_1k_added:+.3f} pp ± {_se(row.gain_per_1k_added_se)}"
-            if math.isfinite(row.gain_per_1k_added)
-            else "–"
-        )
+    for row in records:
+        is_base = row["variant"] == baseline
+        gain, gain_se = _num(row["gain_per_1k_added"]), _num(row["gain_per_1k_added_se"])
+        gain_cell = f"{100 * gain:+.3f} pp ± {_se(gain_se)}" if math.isfinite(gain) else "–"
         lines.append(
-            f"| {row.title} | {row.runs} | {row.rows} | {row.added} | {row.fixed} | "
-            f"{row.removed} | {_mean_std(row.accuracy_mean, row.accuracy_std)} | "
-            f"{_delta(row.delta_accuracy, row.delta_accuracy_se, is_base)} | "
-            f"{_mean_std(row.macro_f1_mean, row.macro_f1_std)} | "
-            f"{_delta(row.delta_macro_f1, row.delta_macro_f1_se, is_base)} | {gain} |"
+            f"| {row['title']} | {row['runs']} | {row['rows']} | {row['added']} | "
+            f"{row['fixed']} | {row['removed']} | "
+            f"{_mean_std(row['accuracy_mean'], row['accuracy_std'])} | "
+            f"{_delta(row['delta_accuracy'], row['delta_accuracy_se'], is_base)} | "
+            f"{_mean_std(row['macro_f1_mean'], row['macro_f1_std'])} | "
+            f"{_delta(row['delta_macro_f1'], row['delta_macro_f1_se'], is_base)} | "
+            f"{gain_cell} |"
         )
     return "\n".join(lines)
 
@@ -918,15 +942,10 @@ def render_markdown(report: Mapping[str, Any], *, image: str | None = None) -> s
 
     Args:
         report: the dict written to ``ablation.json`` (``ablation_id``, ``dataset``,
-            ``version``, ``seeds``, ``annotator``, ``pools``, ``summary`` records, ``answers``).
+            ``version``, ``train_rows``, ``eval_rows``, ``seeds``, ``annotator``, ``pools``,
+            ``sigmas``, ``summary`` records, ``answers``).
         image: the chart's URL or relative path; None leaves it out.
     """
-    summary = pd.DataFrame(report["summary"])
-    for column in summary.columns:
-        if column not in ("variant", "title"):
-            summary[column] = pd.to_numeric(summary[column]).astype(
-                np.float64 if column not in ("runs", "rows", "added", "fixed", "removed") else int
-            )
     pools = ", ".join(f"{k} {v}" for k, v in report.get("pools", {}).items()) or "none"
     lines = [
         f"# Ablation `{report['ablation_id']}`",
@@ -936,7 +955,7 @@ def render_markdown(report: Mapping[str, Any], *, image: str | None = None) -> s
         f"{', '.join(map(str, report['seeds']))}; annotator {report['annotator']}. "
         f"Pools: {pools}.",
         "",
-        summary_table(summary),
+        summary_table(report["summary"]),
         "",
         f"Δ = variant minus baseline; ± after a Δ is its standard error. A difference counts "
         f"when it exceeds {report['sigmas']:g} standard errors.",

@@ -36,6 +36,7 @@ import operator
 import os
 import secrets
 from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -606,8 +607,9 @@ class DynamicsRecorder:
     epoch, or with :meth:`close`. Use it as a context manager: an exception inside the block
     marks the recording incomplete, and :func:`read_dynamics` refuses incomplete recordings.
 
-    Memory: preallocated buffers for one epoch (about ``num_samples * (4 * num_classes + 20)``
-    bytes with probabilities, ``num_samples * 20`` without), reused every epoch.
+    Memory: preallocated buffers for one epoch, reused every epoch: about
+    ``num_samples * (4 * num_classes + 41)`` bytes (41 per sample without probabilities and
+    with more than 32 classes), plus, while an epoch is written, a temporary copy of its rows.
 
     Example::
 
@@ -682,6 +684,11 @@ class DynamicsRecorder:
         self._pending: list[tuple[Any, Any, Any, tuple[int, int, int], int]] = []
         self._queued = 0
         self._torch_views: _TorchViews | None = None
+        # Each epoch's Parquet file is written on a background thread, so that training goes
+        # on meanwhile (encoding, and file-system latency, which on a busy or remote disk is
+        # the larger part). At most one epoch is in flight: the next end of an epoch waits.
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: tuple[int, Future[None]] | None = None
         self._dense = False  # the indexed epoch holds every sample once
         self._allocate()
         self._join(resume)
@@ -711,6 +718,8 @@ class DynamicsRecorder:
         # Rows reduced on arrival (device logits) are marked; all others hold raw logits.
         self._is_reduced = np.zeros(n, dtype=bool)
         self._any_reduced = False
+        self._epoch_column = np.empty(n, dtype=np.int32)
+        self._schema = _part_schema(c, self.record_probs)
         # Gold label of every sample as first seen: catches sample indices that are not stable
         # dataset rows (e.g. positions in a shuffled batch order), which no single epoch shows.
         self._labels = np.full(n, -1, dtype=np.int16)
@@ -728,6 +737,7 @@ class DynamicsRecorder:
             self._target,
             self._is_reduced,
             self._labels,
+            self._epoch_column,
         ]
         if self._matrix is not None:
             arrays.append(self._matrix)
@@ -735,7 +745,8 @@ class DynamicsRecorder:
 
     @property
     def epochs(self) -> list[int]:
-        """Epochs this rank has completely recorded, ascending."""
+        """Epochs this rank has completely recorded, ascending (the last one's file may still
+        be being written until the next epoch ends or the recorder closes)."""
         return list(self._epochs)
 
     @property
@@ -827,7 +838,9 @@ class DynamicsRecorder:
         Host (numpy, CPU tensor) logits are kept raw and reduced once per epoch, vectorised;
         logits on an accelerator are reduced there and cross to the host in one transfer. The
         rows of an epoch are checked when it ends: every sample exactly once, finite logits,
-        targets in range; the shapes and dtypes of a batch are checked at once.
+        targets in range; the shapes and dtypes of a batch are checked at once. CPU tensors
+        are copied in bulk every 64 batches: changing them in place before that is an error
+        (their version counters tell), so pass a clone if the loop reuses its tensors.
 
         Args:
             epoch: the epoch these scores belong to (non-decreasing; a later epoch than the
@@ -1201,6 +1214,7 @@ class DynamicsRecorder:
     def _finish_epoch(self) -> None:
         epoch = self._epoch
         assert epoch is not None
+        self._wait_for_writes()
         self._flush()
         self._index_epoch(strict=True)
         rows = self._epoch_rows(strict=True)
@@ -1216,9 +1230,20 @@ class DynamicsRecorder:
                 "stable dataset row indices, not positions in a shuffled batch order."
             )
         self._labels[samples] = target
-        self._write_part(_part_path(self.path, epoch, self.rank), epoch, rows)
-        with contextlib.suppress(FileNotFoundError):
-            _partial_path(self.path, epoch, self.rank).unlink()
+        table = self._part_table(epoch, rows)
+        path, partial = (
+            _part_path(self.path, epoch, self.rank),
+            _partial_path(self.path, epoch, self.rank),
+        )
+
+        def write() -> None:
+            _atomic_write(path, lambda tmp: _write_table(table, tmp))
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="cartoflow-dynamics")
+        self._writing = (epoch, self._writer.submit(write))
         # The part file appearing (an atomic rename to a new name) is what records the epoch
         # as complete; the manifest catches up on close. Rewriting it here would cost more
         # than the epoch's Parquet file: on ext4, renaming over an existing file flushes it.
@@ -1230,24 +1255,44 @@ class DynamicsRecorder:
         self._count = 0
         self._batch = 0
 
-    def _write_part(self, path: Path, epoch: int, rows: _EpochRows) -> None:
+    def _wait_for_writes(self) -> None:
+        """Wait for the epoch being written; a failed write becomes a DynamicsError."""
+        if self._writing is None:
+            return
+        (epoch, future), self._writing = self._writing, None
+        try:
+            future.result()
+        except Exception as err:
+            self._epochs.remove(epoch)
+            raise DynamicsError(
+                f"Expected epoch {epoch} to be written to "
+                f"{_part_path(self.path, epoch, self.rank)}, but writing it failed: "
+                f"{type(err).__name__}: {err}"
+            ) from err
+
+    def _stop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _part_table(self, epoch: int, rows: _EpochRows) -> pa.Table:
         m = len(rows.samples)
+        self._epoch_column[:m] = epoch
         columns = [
             pa.array(rows.samples.astype(np.int64, copy=False)),
-            pa.array(np.full(m, epoch, dtype=np.int32)),
+            pa.array(self._epoch_column[:m]),
             pa.array(rows.gold_prob),
             pa.array(rows.pred == rows.target),
             pa.array(rows.margin),
             pa.array(rows.pred),
         ]
-        schema = _part_schema(self.num_classes, self.record_probs)
+        schema = self._schema
         if rows.probs is not None:
             flat = pa.array(rows.probs.reshape(-1))
             columns.append(pa.FixedSizeListArray.from_arrays(flat, type=schema.field("probs").type))
-        table = pa.Table.from_arrays(columns, schema=schema).replace_schema_metadata(
+        return pa.Table.from_arrays(columns, schema=schema).replace_schema_metadata(
             {"cartoflow.format": str(FORMAT_VERSION), "cartoflow.rank": str(self.rank)}
         )
-        _atomic_write(path, lambda tmp: _write_table(table, tmp))
 
     def close(self) -> None:
         """End the open epoch (if any) and mark the recording complete.
@@ -1258,6 +1303,12 @@ class DynamicsRecorder:
         if self._status != "recording":
             return
         self.end_epoch()
+        try:
+            self._wait_for_writes()
+        except DynamicsError as err:
+            self.mark_incomplete(str(err))
+            raise
+        self._stop_writer()
         self._status = "complete"
         self._set_rank_state(
             status="complete", epochs=list(self._epochs), reason=None, partial_epoch=None
@@ -1277,6 +1328,9 @@ class DynamicsRecorder:
             return
         partial = None
         with contextlib.suppress(Exception):
+            self._wait_for_writes()  # a failed write leaves its epoch off the list
+        self._stop_writer()
+        with contextlib.suppress(Exception):
             self._flush()
         self._pending, self._queued = [], 0
         if self._epoch is not None and self._count > 0:
@@ -1285,8 +1339,9 @@ class DynamicsRecorder:
             # file must not hide the reason.
             with contextlib.suppress(Exception):
                 self._index_epoch(strict=False)
-                rows = self._epoch_rows(strict=False)
-                self._write_part(_partial_path(self.path, partial, self.rank), partial, rows)
+                table = self._part_table(partial, self._epoch_rows(strict=False))
+                path = _partial_path(self.path, partial, self.rank)
+                _atomic_write(path, lambda tmp: _write_table(table, tmp))
         self._status = "incomplete"
         self._epoch = None
         self._set_rank_state(
@@ -1322,14 +1377,16 @@ def _write_table(table: pa.Table, path: str) -> None:
     # Float scores do not compress (snappy and lz4 files come out the same size, only slower to
     # write and read), and dictionary pages would only cost time. The sample column is sorted,
     # so delta encoding shrinks it to almost nothing.
-    pq.write_table(
-        table,
-        path,
-        compression="none",
-        use_dictionary=["epoch"],
-        column_encoding={"sample": "DELTA_BINARY_PACKED"},
-        write_statistics=["sample", "epoch"],
-    )
+    # An OSFile skips pyarrow's filesystem resolution of a path string.
+    with pa.OSFile(path, "wb") as sink:
+        pq.write_table(
+            table,
+            sink,
+            compression="none",
+            use_dictionary=["epoch"],
+            column_encoding={"sample": "DELTA_BINARY_PACKED"},
+            write_statistics=["sample", "epoch"],
+        )
 
 
 def record_eval_pass(
@@ -1458,8 +1515,12 @@ def _read_epoch(
     samples = (
         samples_per_part[0] if len(samples_per_part) == 1 else np.concatenate(samples_per_part)
     )
-    dense = len(samples) == num_samples and bool(
-        samples[0] == 0 and samples[-1] == num_samples - 1 and (np.diff(samples) == 1).all()
+    # The writer stores each epoch in sample order: one full part is then exactly 0..N-1.
+    dense = (
+        len(samples) == num_samples
+        and samples[0] == 0
+        and samples[-1] == num_samples - 1
+        and np.array_equal(samples, np.arange(num_samples))
     )
     if not dense:
         _check_coverage(samples, lengths, epoch, num_samples)

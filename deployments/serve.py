@@ -1,0 +1,179 @@
+"""Serve every cartoflow deployment from one process (no work pool, no worker).
+
+    .venv/bin/python deployments/serve.py [--timezone Europe/Berlin] [--workspace /data/ws]
+
+- ``active-learning-round/active-learning-round``: triggered by hand (UI form or CLI).
+- ``nightly-reanalysis/nightly-reanalysis``: cron ``0 2 * * *`` (02:00) in ``--timezone``.
+- ``ablation/ablation``: triggered by hand; served only when ``flows/ablation.py`` exists.
+
+Flag defaults come from the environment: ``CARTOFLOW_WORKSPACE``, ``CARTOFLOW_TIMEZONE`` (default
+UTC) and ``CARTOFLOW_NIGHTLY_CRON``. Prefect's own settings (``PREFECT_API_URL``, ...) choose the
+server. Parameters default to full pydantic configs, so the UI shows every field as a form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import os
+import sys
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from prefect import Flow
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python deployments/serve.py` from a checkout without `pip -e`
+    sys.path.insert(0, str(ROOT))
+
+if TYPE_CHECKING:
+    from prefect.deployments.runner import RunnerDeployment
+
+NIGHTLY_CRON = "0 2 * * *"
+TAGS = ["cartoflow"]
+
+
+def build_deployments(
+    *, workspace: str | None = None, timezone: str = "UTC", cron: str = NIGHTLY_CRON
+) -> list[RunnerDeployment]:
+    """The deployments this process serves, each named after its flow.
+
+    Args:
+        workspace: Default ``workspace`` parameter of every deployment (None: the flow's own
+            default, ``$CARTOFLOW_WORKSPACE`` or ``./workspace`` where the run starts).
+        timezone: IANA name the nightly cron is read in, e.g. ``Europe/Berlin``.
+        cron: When the nightly re-analysis runs.
+    """
+    from prefect.deployments.runner import RunnerDeployment
+    from prefect.schedules import Cron
+
+    from flows.active_learning_round import active_learning_round
+    from flows.nightly_reanalysis import nightly_reanalysis
+
+    common: dict[str, Any] = {"workspace": workspace} if workspace else {}
+    planned: list[tuple[Flow[..., Any], str, dict[str, Any]]] = [
+        (
+            active_learning_round,
+            "One active-learning round; it pauses for people to approve the batch.",
+            {},
+        ),
+        (
+            nightly_reanalysis,
+            "Score the current dataset version again and publish what changed.",
+            {"schedule": Cron(cron, timezone=timezone)},
+        ),
+    ]
+    ablation = _ablation_flow()
+    if ablation is not None:
+        planned.append(
+            (ablation, "Fix vs remove vs add: variants trained on the same data, compared.", {})
+        )
+    return [
+        cast(
+            RunnerDeployment,
+            flow.to_deployment(
+                name=flow.name,
+                description=description,
+                parameters=form_defaults(flow) | common,
+                tags=TAGS,
+                **options,
+            ),
+        )
+        for flow, description, options in planned
+    ]
+
+
+def form_defaults(flow: Flow[..., Any]) -> dict[str, Any]:
+    """``{"config": <its pydantic model's defaults>}`` for a flow's ``config: Model | None``.
+
+    The flows default ``config`` to None; a deployment that stores the full default model instead
+    makes the UI's run form show every field, already filled in.
+    """
+    hint = typing.get_type_hints(flow.fn).get("config")
+    for candidate in (hint, *typing.get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return {"config": candidate().model_dump(mode="json")}
+    return {}
+
+
+def _ablation_flow() -> Flow[..., Any] | None:
+    """The ablation flow, or None (with a logged note) while ``flows/ablation.py`` is absent."""
+    from prefect.logging import get_logger
+
+    if importlib.util.find_spec("flows.ablation") is None:
+        get_logger("cartoflow.serve").warning(
+            "flows/ablation.py is not there yet: serving without the ablation deployment."
+        )
+        return None
+    module = importlib.import_module("flows.ablation")
+    found = getattr(module, "ablation", None)
+    if not isinstance(found, Flow):
+        found = next((v for v in vars(module).values() if isinstance(v, Flow)), None)
+    if found is None:
+        raise LookupError(f"Expected a Prefect flow in {module.__file__}, but found none.")
+    return found
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="deployments/serve.py", description=__doc__.split("\n\n", 1)[0]
+    )
+    parser.add_argument(
+        "--workspace",
+        default=os.environ.get("CARTOFLOW_WORKSPACE"),
+        help="workspace of every run (default: $CARTOFLOW_WORKSPACE, else ./workspace)",
+    )
+    parser.add_argument(
+        "--timezone",
+        default=os.environ.get("CARTOFLOW_TIMEZONE", "UTC"),
+        help="IANA timezone of the nightly cron (default: $CARTOFLOW_TIMEZONE, else UTC)",
+    )
+    parser.add_argument(
+        "--cron",
+        default=os.environ.get("CARTOFLOW_NIGHTLY_CRON", NIGHTLY_CRON),
+        help=f"nightly schedule (default: $CARTOFLOW_NIGHTLY_CRON, else {NIGHTLY_CRON!r})",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="at most this many runs at once (default: 5)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="print the deployments and their schedules, then exit without serving",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    workspace = str(Path(args.workspace).expanduser().resolve()) if args.workspace else None
+    deployments = build_deployments(workspace=workspace, timezone=args.timezone, cron=args.cron)
+    if args.check:
+        for d in deployments:
+            schedules = [
+                f"{s.schedule.cron} ({s.schedule.timezone})"  # type: ignore[union-attr]
+                for s in d.schedules or []
+            ]
+            print(f"{d.flow_name}/{d.name}: {', '.join(schedules) or 'manual'}")
+        return 0
+
+    from prefect import serve
+    from prefect.settings import get_current_settings
+
+    if not get_current_settings().api.url:
+        print(
+            "PREFECT_API_URL is not set: start a server (`prefect server start`) and point this "
+            "process at it, e.g. `export PREFECT_API_URL=http://127.0.0.1:4200/api`.",
+            file=sys.stderr,
+        )
+        return 2
+    serve(*deployments, limit=args.limit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
