@@ -1,6 +1,6 @@
 """Run every benchmark in this folder, one after the other, and print their tables.
 
-    python benchmarks/run_all.py [NAME ...]     e.g. run_all.py metrics recorder
+python benchmarks/run_all.py [NAME ...]     e.g. run_all.py metrics recorder
 """
 
 from __future__ import annotations
