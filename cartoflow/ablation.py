@@ -31,8 +31,10 @@ uniformly from the unlabeled samples that are not training ids; it may overlap a
 **Noise.** Each variant's runs give a mean and a sample standard deviation (``ddof=1``; one run
 gives none). A difference of two means gets the standard error ``sqrt(s_a^2/n_a + s_b^2/n_b)``;
 it counts as real when it is larger than ``sigmas`` (default 2) standard errors, otherwise the
-answer says "within noise". With ``k=3`` seeds that is a coarse test: it guards against reading
-seed noise as an effect, not against small real effects going unseen.
+answer says "within noise"; every comparison quotes the ratio. Runs of two variants with the same
+seed share their initial model, but the standard error ignores that pairing (conservative). With
+``k=3`` seeds this is a coarse test: it guards against reading seed noise as an effect, not
+against small real effects going unseen.
 
 **Parallel runs and torch's RNG.** torch's default random generator is process-global, so two
 trainings in two threads would race on it while their models are initialised. The initial
@@ -41,7 +43,8 @@ starts, and each run trains a copy: a run is then bit-identical to ``train_class
 same seed, whatever else runs beside it. Training itself draws no random numbers unless
 ``dropout > 0`` (dropout masks come from the global generator: parallel runs with dropout are
 not reproducible). The torch thread count is per calling thread (OpenMP), so
-``TrainConfig.num_threads`` applies to each worker separately.
+``TrainConfig.num_threads`` applies to each worker separately. torch itself is imported only by
+:func:`initial_models` and :func:`train_and_evaluate`.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from cartoflow.versions import Strategy, apply_decisions, decide
 
 __all__ = [
     "QUESTIONS",
+    "SUMMARY_COLUMNS",
     "VARIANTS",
     "AblationConfig",
     "AblationInputs",
@@ -736,10 +740,12 @@ def _diff(a: pd.Series, b: pd.Series, metric: str = "accuracy") -> tuple[float, 
 
 
 def _noise(diff: float, se: float, sigmas: float) -> str:
-    """``s.e. x pp, within noise`` / ``..., beyond noise`` / ``s.e. n/a``."""
+    """``s.e. 0.07 pp = 2.3x: beyond noise`` (or ``within noise``); ``s.e. n/a`` for one run."""
     if not (math.isfinite(se) and math.isfinite(diff)):
         return "s.e. n/a"
-    return f"s.e. {_se(se)}, {'beyond' if abs(diff) > sigmas * se else 'within'} noise"
+    ratio = abs(diff) / se if se > 0 else (math.inf if diff else 0.0)
+    where = "beyond" if abs(diff) > sigmas * se else "within"
+    return f"s.e. {_se(se)}, |Δ| = {ratio:.1f} s.e.: {where} noise"
 
 
 def _against(row: pd.Series, other: pd.Series, sigmas: float) -> str:
@@ -879,7 +885,7 @@ def _per_sample_answer(
         "verdict": verdict,
         "answer": f"{verdict.capitalize()}: very-hard {g_v * 100:+.3f} pp vs hard "
         f"{g_h * 100:+.3f} pp accuracy per 1,000 added samples (difference "
-        f"{(g_v - g_h) * 100:+.3f} pp, s.e. {_se(se)}).{size_note}",
+        f"{(g_v - g_h) * 100:+.3f} pp; {_noise(g_v - g_h, se, sigmas)}).{size_note}",
     }
 
 
@@ -985,7 +991,7 @@ def plot_ablation(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(7.0, 1.3 * len(summary) * 2), 4.2), layout="constrained")
+    fig = Figure(figsize=(min(16.0, 4.0 + 1.6 * len(summary)), 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     colours = {
@@ -1015,12 +1021,12 @@ def plot_ablation(
         low, high = float(np.min(mean - std)), float(np.max(mean + std))
         pad = max(high - low, 0.002) * 0.6
         ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
-        for xi, m in zip(x, mean, strict=True):
+        for xi, m, sd in zip(x, mean, std, strict=True):
             ax.annotate(
                 f"{m:.4f}",
-                (xi, m),
+                (xi, m + sd),
                 textcoords="offset points",
-                xytext=(0, 3),
+                xytext=(0, 4),
                 ha="center",
                 fontsize=7,
             )

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from cartoflow.datasets import ColumnMap
+from cartoflow.expansion import ExpansionConfig
 from cartoflow.pools import PoolConfig
 from cartoflow.train_config import TrainConfig
 
@@ -42,6 +43,18 @@ class RoundConfig(BaseModel):
         default_factory=lambda: ["relabel"],
         description="Pools whose samples go to the annotators in this round's batch.",
     )
+    expansion: ExpansionConfig = Field(
+        default_factory=ExpansionConfig,
+        description="Unlabeled samples similar to the hard and very-hard pools, labelled in the "
+        "same batch and added to the new version (needs an unlabeled file).",
+    )
+    expand: bool = Field(True, description="Send expansion candidates to the annotators.")
+    conflicts: bool = Field(
+        True,
+        description="Near-duplicate training texts with different labels become a `conflict` "
+        "pool, ahead of relabel: one row per group in the batch, its label applied to the group.",
+    )
+    near_duplicate_threshold: float = Field(0.8, gt=0, le=1, description="MinHash Jaccard.")
     strategies: dict[str, Strategy] = Field(
         default_factory=_default_strategies,
         description="Per pool: 'fix' replaces a disputed label, 'remove' drops the sample.",

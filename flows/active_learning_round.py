@@ -16,6 +16,7 @@ from prefect.states import State
 from cartoflow.config import RoundConfig
 from tasks.annotation import export_annotation_batch, import_labels
 from tasks.data import load_data
+from tasks.expansion import select_conflict_pool, select_expansion_candidates
 from tasks.gates import (
     gate_annotations,
     gate_dataset,
@@ -80,7 +81,31 @@ def active_learning_round(
     gates.append(gate_metrics(data, before, **checks))
     pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
     gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **checks))
-    batch = export_annotation_batch(data, pools, before, batch_pools=config.batch_pools, **common)
+    conflict = (
+        select_conflict_pool(
+            data,
+            train_hash=data["train"]["hash"],
+            threshold=config.near_duplicate_threshold,
+            **common,
+        )
+        if config.conflicts
+        else None
+    )
+    expansion = (
+        select_expansion_candidates(data, baseline, pools, config.expansion, **common)
+        if config.expand and "unlabeled" in data
+        else None
+    )
+    batch = export_annotation_batch(
+        data,
+        pools,
+        before,
+        batch_pools=config.batch_pools,
+        conflict=conflict,
+        expansion=expansion,
+        near_duplicate_threshold=config.near_duplicate_threshold,
+        **common,
+    )
 
     review = wait_for_review(config, data, batch, **common)
     report: dict[str, Any] = {
@@ -91,6 +116,9 @@ def active_learning_round(
         "annotator": review.reviewer or config.annotator,
         "notes": review.notes,
         "pools": pools["counts"],
+        "conflict_samples": conflict["rows"] if conflict else 0,
+        "expansion_candidates": expansion["counts"] if expansion else {},
+        "batch": batch["counts"],
         "batch_rows": batch["rows"],
         "baseline": baseline["eval"],
         "files": {"batch": batch["csv"], "data_map_before": before["data_map"]},
@@ -145,6 +173,8 @@ def active_learning_round(
             pools=pools,
             batch=batch,
             annotations=annotations,
+            conflict=conflict,
+            expansion=expansion,
             new_version=candidate,
             retrained=retrained,
             metrics_after=after,

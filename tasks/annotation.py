@@ -17,6 +17,7 @@ from cartoflow.annotate import (
 )
 from cartoflow.catalog import Catalog
 from cartoflow.datasets import LabelMap
+from cartoflow.neardup import dedup_batch
 from cartoflow.versions import read_version
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import artifact_key, content_key, png_data_url, publish_markdown, stopwatch
@@ -62,13 +63,79 @@ def batch_markdown(
     return "\n".join(lines) + "\n"
 
 
-@task(name="export-batch", cache_key_fn=content_key("pools", "batch_pools", "round_id"))
+def _batch_rows(
+    ws: Workspace,
+    train: pd.DataFrame,
+    pools: dict[str, Any],
+    *,
+    batch_pools: list[str],
+    conflict: dict[str, Any] | None,
+    expansion: dict[str, Any] | None,
+    near_duplicate_threshold: float,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows to annotate, in priority order, and the frame their text comes from.
+
+    Priority: conflict (one row per near-duplicate group) > the training pools > expansion
+    candidates. A sample appears once, and no two rows are near-duplicates of each other.
+    """
+    selected = pd.read_parquet(ws.root / pools["pools"])
+    selected = selected[selected["pool"].isin(batch_pools)][
+        ["id", "pool", "rule", "suggested_label"]
+    ]
+    parts, source = [], train
+    if conflict is not None and conflict["rows"]:
+        groups = pd.read_parquet(ws.root / conflict["conflict_pool"])
+        selected = selected[~selected["id"].isin(groups["id"])]
+        first = groups.drop_duplicates("group")
+        sizes = groups.groupby("group").size()
+        parts.append(
+            pd.DataFrame(
+                {
+                    "id": first["id"].to_numpy(),
+                    "pool": "conflict",
+                    "rule": [
+                        f"{r}; label applies to all {sizes[g]} near-duplicates"
+                        for r, g in zip(first["rule"], first["group"], strict=True)
+                    ],
+                    "suggested_label": "",
+                }
+            )
+        )
+    parts.append(selected.assign(suggested_label=selected["suggested_label"].astype("string")))
+    if expansion is not None and expansion["rows"]:
+        candidates = pd.read_parquet(ws.root / expansion["expansion"])
+        parts.append(
+            pd.DataFrame(
+                {
+                    "id": candidates["id"].astype(str),
+                    "pool": candidates["pool"].astype(str),
+                    "rule": candidates["rule"].astype(str),
+                    "suggested_label": "",
+                }
+            )
+        )
+        extra = candidates[["id", "text", *(["group"] if "group" in candidates else [])]]
+        source = pd.concat([train, extra.assign(label=pd.NA)], ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True)
+    if len(rows) > 1:
+        texts = source.set_index("id").loc[rows["id"], "text"].astype(str).tolist()
+        rows = rows[dedup_batch(texts, threshold=near_duplicate_threshold)]
+    return rows.reset_index(drop=True), source
+
+
+@task(
+    name="export-batch",
+    cache_key_fn=content_key("pools", "batch_pools", "conflict", "expansion", "round_id"),
+)
 def export_annotation_batch(
     data: dict[str, Any],
     pools: dict[str, Any],
     metrics: dict[str, Any],
     *,
     batch_pools: list[str],
+    conflict: dict[str, Any] | None = None,
+    expansion: dict[str, Any] | None = None,
+    near_duplicate_threshold: float = 0.8,
     round_id: str,
     workspace: str,
 ) -> dict[str, Any]:
@@ -77,12 +144,18 @@ def export_annotation_batch(
     with stopwatch() as t:
         record = Catalog(ws.catalog_path).find_version(data["dataset"], data["train"]["hash"])
         assert record is not None
-        frame = read_version(record, workspace=ws)
-        selected = pd.read_parquet(ws.root / pools["pools"])
-        selected = selected[selected["pool"].isin(batch_pools)]
+        rows, source = _batch_rows(
+            ws,
+            read_version(record, workspace=ws),
+            pools,
+            batch_pools=batch_pools,
+            conflict=conflict,
+            expansion=expansion,
+            near_duplicate_threshold=near_duplicate_threshold,
+        )
         label_map = LabelMap(names=list(data["label_names"]))
         csv_path, parquet_path = export_batch(
-            selected, frame, ws.run_dir(round_id) / "batch", label_map=label_map
+            rows, source, ws.run_dir(round_id) / "batch", label_map=label_map
         )
         batch = pd.read_parquet(parquet_path)
         markdown = batch_markdown(
@@ -105,9 +178,31 @@ def export_annotation_batch(
         "parquet": str(parquet_path),
         "rows": len(batch),
         "counts": {str(k): int(v) for k, v in batch["pool"].value_counts().items()},
+        "conflict_pool": conflict["conflict_pool"] if conflict and conflict["rows"] else None,
         "markdown": markdown,
         "seconds": t["seconds"],
     }
+
+
+def _spread_to_groups(annotated: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
+    """Give every near-duplicate of an annotated conflict row the label its row received."""
+    answered = annotated[annotated["pool"] == "conflict"][["id", "new_label"]]
+    group_of = groups.set_index("id")["group"]
+    label_of_group = pd.Series(
+        answered["new_label"].to_numpy(), index=answered["id"].map(group_of).to_numpy()
+    )
+    members = groups[
+        groups["group"].isin(label_of_group.index) & ~groups["id"].isin(answered["id"])
+    ]
+    spread = pd.DataFrame(
+        {
+            "id": members["id"].astype(str).to_numpy(),
+            "pool": "conflict",
+            "rule": "near-duplicate of an annotated conflict row",
+            "new_label": members["group"].map(label_of_group).to_numpy(),
+        }
+    )
+    return pd.concat([annotated, spread], ignore_index=True)
 
 
 @task(name="import-labels")
@@ -136,6 +231,8 @@ def import_labels(
         merged = batch_frame.drop(columns=["new_label"]).merge(
             annotations[["id", "new_label"]], on="id", how="inner"
         )
+        if batch.get("conflict_pool"):
+            merged = _spread_to_groups(merged, pd.read_parquet(ws.root / batch["conflict_pool"]))
         path = write_frame(merged, ws.run_dir(round_id) / "annotations.parquet")
     coverage = len(merged) / max(len(batch_frame), 1)
     get_run_logger().info(

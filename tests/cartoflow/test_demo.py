@@ -22,6 +22,7 @@ from cartoflow.demo import (
     NoiseConfig,
     PairNoise,
     PatternNoise,
+    SystematicNoise,
     demo_sizes,
     generate_demo,
     realised_noise,
@@ -115,6 +116,19 @@ def check_exact_noise(frame: pd.DataFrame, noise: NoiseConfig) -> None:
     true = frame["true_label"].astype(int).to_numpy()
     observed = frame["label"].astype(int).to_numpy()
     kinds = frame["noise"].to_numpy()
+    for confusion in noise.systematic:
+        rows = kinds == confusion.key
+        # one specific wrong class, only on picked titles of the source classes
+        assert frame["text"][rows].str.contains(confusion.pattern).all()
+        assert set(frame["true_label"][rows]) <= set(confusion.source)
+        assert (frame["label"][rows] == confusion.target).all()
+        picked = frame["text"].str.contains(confusion.pattern) & frame["true_label"].isin(
+            list(confusion.source)
+        )
+        assert report[confusion.key]["base"] == int(picked.sum())
+        assert report[confusion.key]["rows"] == int(
+            np.floor(confusion.rate * int(picked.sum()) + 0.5)
+        )
     for rule in noise.patterns:
         rows = kinds == rule.key
         assert frame["text"][rows].str.contains(rule.pattern).all()
@@ -148,8 +162,19 @@ def check_exact_noise(frame: pd.DataFrame, noise: NoiseConfig) -> None:
             ),
             patterns=(PatternNoise(rate=0.5), PatternNoise(pattern="值得", rate=0.2)),
         ),
+        NoiseConfig(
+            uniform=0.0,
+            pairs=(),
+            patterns=(),
+            systematic=(
+                SystematicNoise(
+                    name="a", pattern="如何|怎么", source=("0", "2"), target="1", rate=0.6
+                ),
+                SystematicNoise(name="b", pattern=".", source=("1",), target="0", rate=0.1),
+            ),
+        ),
     ],
-    ids=["default", "clean", "uniform", "pair", "mixed"],
+    ids=["default", "clean", "uniform", "pair", "mixed", "systematic"],
 )
 def test_noise_rates_are_exact(noise: NoiseConfig) -> None:
     frame = generate_demo(n_train=4000, n_eval=0, n_unlabeled=0, noise=noise, seed=3)["train"]
@@ -157,9 +182,64 @@ def test_noise_rates_are_exact(noise: NoiseConfig) -> None:
 
 
 def test_default_noise_touches_every_kind(small: dict[str, pd.DataFrame]) -> None:
-    kinds = set(small["train"]["noise"])
-    assert kinds == {"", "uniform", "pair:0-2", f"pattern:{PatternNoise(rate=0).pattern}"}
-    check_exact_noise(small["train"], NoiseConfig())
+    noise = NoiseConfig()
+    assert noise.systematic and noise.pairs and noise.patterns and noise.uniform > 0
+    expected = {"", "uniform"} | {rule.key for rule in (*noise.systematic, *noise.pairs)}
+    expected |= {rule.key for rule in noise.patterns}
+    assert set(small["train"]["noise"]) == expected
+    check_exact_noise(small["train"], noise)
+
+
+def test_default_noise_share_at_demo_size() -> None:
+    """The data card's promise: 10-15% wrong training labels, most of them systematic."""
+    frame = generate_demo(n_train=20000, n_eval=0, n_unlabeled=0, seed=0)["train"]
+    check_exact_noise(frame, NoiseConfig())
+    wrong = frame["label"] != frame["true_label"]
+    assert 0.10 <= wrong.mean() <= 0.15
+    systematic = frame["noise"].str.startswith("systematic:")
+    assert systematic.sum() > 0.4 * wrong.sum()
+    # realised exactly: within 1% of the request for every kind with a base of 100+ rows
+    for key, measured in realised_noise(frame, NoiseConfig()).items():
+        if measured["requested"] is not None:
+            assert measured["base"] >= 100, key
+            assert abs(measured["rate"] - measured["requested"]) <= 0.01, key
+
+
+def test_systematic_noise_is_one_wrong_class_on_one_sub_population() -> None:
+    confusion = SystematicNoise(
+        name="events", pattern="|".join(VOCAB["event"]), source=("2",), target="1", rate=0.45
+    )
+    noise = NoiseConfig(uniform=0.0, pairs=(), patterns=(), systematic=(confusion,))
+    frame = generate_demo(n_train=6000, n_eval=0, n_unlabeled=0, noise=noise, seed=4)["train"]
+    check_exact_noise(frame, noise)
+    picked = frame["text"].str.contains(confusion.pattern) & (frame["true_label"] == "2")
+    flipped = frame["noise"] == "systematic:events"
+    assert picked.sum() > 200
+    assert (flipped <= picked).all()
+    assert abs(flipped.sum() / picked.sum() - 0.45) <= 0.01
+    assert (frame.loc[flipped, "label"] == "1").all()
+    # nothing else is touched: other rows keep their true label
+    assert (frame.loc[~flipped, "label"] == frame.loc[~flipped, "true_label"]).all()
+    # deterministic for a seed; another seed flips other rows of the same sub-population
+    again = generate_demo(n_train=6000, n_eval=0, n_unlabeled=0, noise=noise, seed=4)["train"]
+    pd.testing.assert_frame_equal(frame, again, check_exact=True)
+    other = generate_demo(n_train=6000, n_eval=0, n_unlabeled=0, noise=noise, seed=5)["train"]
+    assert not other["noise"].equals(frame["noise"])
+
+
+def test_systematic_noise_applies_first_and_others_skip_its_rows() -> None:
+    noise = NoiseConfig(
+        uniform=0.1,
+        pairs=(PairNoise(classes=("0", "2"), rate=0.1),),
+        patterns=(PatternNoise(rate=0.3),),
+        systematic=(
+            SystematicNoise(name="all2", pattern=".", source=("2",), target="0", rate=0.5),
+        ),
+    )
+    frame = generate_demo(n_train=3000, n_eval=0, n_unlabeled=0, noise=noise, seed=6)["train"]
+    check_exact_noise(frame, noise)
+    base = int((frame["true_label"] == "2").sum())
+    assert (frame["noise"] == "systematic:all2").sum() == int(np.floor(0.5 * base + 0.5))
 
 
 def test_pattern_noise_weights_choose_the_wrong_label() -> None:
@@ -178,6 +258,14 @@ def test_noise_that_needs_too_many_rows_is_refused() -> None:
     noise = NoiseConfig(uniform=0.9, pairs=(PairNoise(classes=("0", "1"), rate=0.9),))
     with pytest.raises(ValueError, match=r"uniform.*needs .* rows"):
         generate_demo(n_train=500, n_eval=0, n_unlabeled=0, noise=noise)
+    overlapping = NoiseConfig(
+        systematic=(
+            SystematicNoise(name="a", pattern=".", source=("1",), target="0", rate=0.8),
+            SystematicNoise(name="b", pattern=".", source=("1",), target="2", rate=0.8),
+        )
+    )
+    with pytest.raises(ValueError, match=r"systematic:b.*needs .* rows"):
+        generate_demo(n_train=500, n_eval=0, n_unlabeled=0, noise=overlapping)
 
 
 def test_noise_config_validation() -> None:
@@ -189,12 +277,31 @@ def test_noise_config_validation() -> None:
         PatternNoise(pattern="(", rate=0.1)
     with pytest.raises(ValueError, match="non-negative weights"):
         PatternNoise(rate=0.1, weights=(-1, 1, 1))
-    with pytest.raises(ValueError, match="each pair and pattern once"):
+    with pytest.raises(ValueError, match="each pair, pattern and systematic rule once"):
         NoiseConfig(
             pairs=(PairNoise(classes=("0", "1"), rate=0.1), PairNoise(classes=("1", "0"), rate=0.2))
         )
     with pytest.raises(ValueError):
         NoiseConfig(uniform=1.5)
+    with pytest.raises(ValueError, match="different target class"):
+        SystematicNoise(name="x", pattern=".", source=("1",), target="1", rate=0.1)
+    with pytest.raises(ValueError, match="different target class"):
+        SystematicNoise(name="x", pattern=".", source=("7",), target="1", rate=0.1)
+    with pytest.raises(ValueError, match="different target class"):
+        SystematicNoise(name="x", pattern=".", source=("0", "0"), target="1", rate=0.1)
+    with pytest.raises(ValueError, match="regular expression"):
+        SystematicNoise(name="x", pattern="(", source=("0",), target="1", rate=0.1)
+    with pytest.raises(ValueError):
+        SystematicNoise(name="has space", pattern=".", source=("0",), target="1", rate=0.1)
+    with pytest.raises(ValueError):
+        SystematicNoise(name="x", pattern=".", source=("0",), target="1", rate=1.1)
+    with pytest.raises(ValueError, match="once"):
+        NoiseConfig(
+            systematic=(
+                SystematicNoise(name="x", pattern="a", source=("0",), target="1", rate=0.1),
+                SystematicNoise(name="x", pattern="b", source=("2",), target="1", rate=0.1),
+            )
+        )
     with pytest.raises(ValueError, match="non-negative split sizes"):
         generate_demo(n_train=-1)
 
@@ -238,7 +345,11 @@ def test_write_demo_files_are_deterministic_and_loadable(tmp_path: Path) -> None
     meta = json.loads(first["meta"].read_text(encoding="utf-8"))
     assert meta["sizes"] == {"train": 400, "eval": 100, "unlabeled": 200}
     assert meta["seed"] == 5 and meta["classes"] == CLASSES
-    assert meta["realised_noise"]["uniform"]["rows"] == 32
+    assert meta["realised_noise"]["uniform"]["rows"] == int(
+        np.floor(NoiseConfig().uniform * 400 + 0.5)
+    )
+    for confusion in NoiseConfig().systematic:
+        assert meta["realised_noise"][confusion.key]["requested"] == confusion.rate
     train = load_dataset(first["train"])
     assert train.label_map.names == ["0", "1", "2"]
     load_dataset(first["eval"], label_map=train.label_map)
