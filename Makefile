@@ -6,7 +6,7 @@ TORCH_SPEC ?= torch==2.13.0
 WORKSPACE ?= workspace
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup demo test test-fast test-slow lint bench clean-workspace
+.PHONY: setup setup-browser demo test test-fast test-slow lint bench clean-workspace
 
 setup: $(VENV)/.installed
 
@@ -25,6 +25,15 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+## Debian's Chromium and chromedriver, for the browser tests in tests/deployments/ (root or sudo).
+setup-browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+			>/dev/null; \
+	fi
 
 ## Lint, types, and the whole test suite (slow end-to-end tests included), as CI runs it.
 test: lint

@@ -11,8 +11,10 @@ Titles come from templates filled from vocabularies. Most templates belong to on
 so the same title can truly be mid-term or short-term: such samples are hard, not mislabeled.
 Observed labels are the true labels plus injected noise (:class:`NoiseConfig`), each kind
 realised exactly (``round(rate * eligible)`` rows), and a ``noise`` column says which rows got
-which kind. Near-duplicate titles (punctuation, a 请问 prefix, spacing, a synonym) share a
-``group`` and their true label.
+which kind. The default noise is mostly *systematic* annotator confusion
+(:class:`SystematicNoise`): a share of one sub-population given one specific wrong class, the
+kind of noise that makes a model learn a wrong rule. Near-duplicate titles (punctuation, a 请问
+prefix, spacing, a synonym) share a ``group`` and their true label.
 
 Everything is a pure function of the seed: same seed, bitwise-identical frames. Each split
 draws from its own child seed, so changing one split's size leaves the others unchanged.
@@ -37,6 +39,7 @@ from cartoflow.datasets import _atomic_write, save_dataset
 
 __all__ = [
     "CLASSES",
+    "DEFAULT_SYSTEMATIC",
     "DEMO_SIZES",
     "GENERATOR_VERSION",
     "TEMPLATES",
@@ -52,7 +55,7 @@ __all__ = [
     "write_demo",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 CLASSES: dict[str, str] = {"0": "evergreen", "1": "mid-term", "2": "short-term"}
 _NUM_CLASSES = len(CLASSES)
@@ -506,33 +509,54 @@ class SystematicNoise(BaseModel):
         return matching & np.isin(np.asarray(labels, dtype=object), list(self.source))
 
 
-DEFAULT_SYSTEMATIC: tuple[SystematicNoise, ...] = ()
+def _any_of(vocab: str) -> str:
+    """A regex matching any value of VOCAB[vocab], each taken literally."""
+    return "|".join(re.escape(value) for value in VOCAB[vocab])
+
+
+# The default annotator confusions (see data/README.md): each gives 40% of one sub-population
+# one specific wrong class, enough for the model to learn the wrong rule there.
+DEFAULT_SYSTEMATIC: tuple[SystematicNoise, ...] = (
+    # Recurring events (春晚, 双十一, 618 大促, ...) come back every year: read as mid-term news.
+    SystematicNoise(name="events", pattern=_any_of("event"), source=("2",), target="1", rate=0.4),
+    # A product in the title reads as launch news: mid-term buying advice labelled short-term.
+    SystematicNoise(
+        name="products", pattern=_any_of("product"), source=("1",), target="2", rate=0.4
+    ),
+    # Exam preparation reads as timeless study advice: this year's exam labelled evergreen.
+    SystematicNoise(name="exams", pattern=_any_of("exam"), source=("1",), target="0", rate=0.4),
+)
 
 
 class NoiseConfig(BaseModel):
     """Label noise injected into the training split (eval and unlabeled stay clean).
 
-    Kinds are applied in the order pattern, pair, uniform, each to rows no earlier kind touched,
-    so every noised row differs from its true label and each kind's measured rate is its request
-    up to rounding. Rates are relative to: all matching rows (pattern), all rows whose true label
+    Kinds are applied in the order systematic, pattern, pair, uniform, each to rows no earlier
+    kind touched, so every noised row differs from its true label and each kind's measured rate
+    is its request up to rounding. Rates are relative to: the picked rows (systematic: title
+    matches and true label in ``source``), all matching rows (pattern), all rows whose true label
     is in the pair (pair), all rows (uniform).
 
-    The defaults give about 14% wrong labels in the training split: 8% uniform flips, 4% of
-    the class 0/2 rows swapped, and 35% of the 如何评价/如何看待/怎么看待/怎么评价 titles
-    relabelled, mostly to "1" (weights 1:4:1), as the reference report's annotators did.
+    The defaults give about 15% wrong labels in the training split (demo seed 0: 14.6%), most
+    of them systematic, because that is the noise that hurts a model: 40% of the class-2 event
+    titles labelled "1", 40% of the class-1 product titles labelled "2" and 40% of the class-1
+    exam titles labelled "0" (:data:`DEFAULT_SYSTEMATIC`); then 20% of the 如何评价/如何看待/
+    怎么看待/怎么评价 titles relabelled, mostly to "1" (weights 1:4:1), as the reference report's
+    annotators did; 2% of the class 0/2 rows swapped; 3% uniform flips. Uniform and pair noise
+    alone barely move the argmax of the default model (data/README.md, "Label noise").
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     uniform: float = Field(
-        default=0.08, ge=0.0, le=1.0, description="Share of all rows flipped to another class."
+        default=0.03, ge=0.0, le=1.0, description="Share of all rows flipped to another class."
     )
     pairs: tuple[PairNoise, ...] = Field(
-        default=(PairNoise(classes=("0", "2"), rate=0.04),),
+        default=(PairNoise(classes=("0", "2"), rate=0.02),),
         description="Class-pair confusions.",
     )
     patterns: tuple[PatternNoise, ...] = Field(
-        default=(PatternNoise(rate=0.35, weights=(1.0, 4.0, 1.0)),),
+        default=(PatternNoise(rate=0.2, weights=(1.0, 4.0, 1.0)),),
         description="Pattern noise rules.",
     )
     systematic: tuple[SystematicNoise, ...] = Field(

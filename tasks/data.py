@@ -12,7 +12,7 @@ from prefect.logging import get_run_logger
 from cartoflow.catalog import Catalog
 from cartoflow.config import RoundConfig
 from cartoflow.datasets import Dataset, LabelMap, load_dataset, stratified_split
-from cartoflow.demo import demo_sizes, write_demo
+from cartoflow.demo import GENERATOR_VERSION, demo_sizes, write_demo
 from cartoflow.versions import read_version, register_version
 from cartoflow.workspace import Workspace, write_json
 from tasks.common import stopwatch
@@ -20,7 +20,8 @@ from tasks.common import stopwatch
 
 def demo_files(workspace: Workspace, size: str, seed: int) -> dict[str, Path]:
     """Generate the bundled demo data into the workspace once; later rounds reuse the files."""
-    out = workspace.root / "demo-data" / f"{size}-seed{seed}"
+    # the generator's version is in the path: a newer generator never reuses older files
+    out = workspace.root / "demo-data" / f"{size}-seed{seed}-g{GENERATOR_VERSION}"
     paths = {split: out / f"{split}.parquet" for split in ("train", "eval", "unlabeled")}
     if not all(p.exists() for p in paths.values()):
         sizes = demo_sizes(size)

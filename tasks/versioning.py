@@ -20,6 +20,28 @@ from cartoflow.workspace import Workspace, write_frame
 from tasks.common import stopwatch
 
 
+def _with_source_columns(
+    annotated: pd.DataFrame, data: dict[str, Any], parent: pd.DataFrame, ws: Workspace
+) -> pd.DataFrame:
+    """Take text, group and (simulation only) true_label of new samples from the unlabeled
+    version itself, not from the batch file a person may have edited."""
+    new = ~annotated["id"].isin(parent["id"])
+    if not new.any() or "unlabeled" not in data:
+        return annotated
+    record = Catalog(ws.catalog_path).find_version(
+        f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"]
+    )
+    assert record is not None
+    source = read_version(record, workspace=ws).set_index("id")
+    out = annotated.copy()
+    for column in ("text", "group", "true_label"):
+        if column in source.columns:
+            if column not in out.columns:
+                out[column] = pd.Series(pd.NA, index=out.index, dtype=source[column].dtype)
+            out.loc[new, column] = out.loc[new, "id"].map(source[column]).to_numpy()
+    return out
+
+
 @task(name="build-candidate-version")
 def build_candidate_version(
     data: dict[str, Any],
@@ -36,7 +58,9 @@ def build_candidate_version(
         parent_rec = Catalog(ws.catalog_path).find_version(data["dataset"], data["train"]["hash"])
         assert parent_rec is not None
         parent = read_version(parent_rec, workspace=ws)
-        annotated = pd.read_parquet(ws.root / annotations["annotations"])
+        annotated = _with_source_columns(
+            pd.read_parquet(ws.root / annotations["annotations"]), data, parent, ws
+        )
         decisions = decide(annotated, parent, strategies=strategies, annotator=annotator)
         candidate = apply_decisions(parent, decisions)
         run_dir = ws.run_dir(round_id)

@@ -244,7 +244,10 @@ def test_systematic_noise_applies_first_and_others_skip_its_rows() -> None:
 
 def test_pattern_noise_weights_choose_the_wrong_label() -> None:
     noise = NoiseConfig(
-        uniform=0.0, pairs=(), patterns=(PatternNoise(rate=1.0, weights=(0, 1, 0)),)
+        uniform=0.0,
+        pairs=(),
+        patterns=(PatternNoise(rate=1.0, weights=(0, 1, 0)),),
+        systematic=(),
     )
     frame = generate_demo(n_train=3000, n_eval=0, n_unlabeled=0, noise=noise, seed=2)["train"]
     rows = frame[frame["noise"] != ""]

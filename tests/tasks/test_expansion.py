@@ -36,7 +36,7 @@ def round_dir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     frames = generate_demo(n_train=300, n_eval=10, n_unlabeled=400, seed=1)
     train = frames["train"][["id", "text", "label", "group", "true_label"]]
     unlabeled = frames["unlabeled"][["id", "text", "group", "true_label"]]
-    data = {
+    data: dict[str, Any] = {
         "dataset": "demo",
         "label_names": LABELS,
         "train": _register(ws, train, "demo"),
@@ -137,7 +137,11 @@ def test_conflict_pool_holds_near_duplicates_with_different_labels(tmp_path: Pat
             "label": ["0", "1", "2", "2", "1"],
         }
     )
-    data = {"dataset": "demo", "label_names": LABELS, "train": _register(ws, frame, "demo")}
+    data: dict[str, Any] = {
+        "dataset": "demo",
+        "label_names": LABELS,
+        "train": _register(ws, frame, "demo"),
+    }
     rid = _round_id()
     result = select_conflict_pool(
         data, train_hash=data["train"]["hash"], round_id=rid, workspace=str(ws.root)
