@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
 
 from cartoflow.catalog import Catalog
 from cartoflow.datamap import plot_before_after
@@ -58,7 +59,11 @@ def compare_models(
 def write_report(report: dict[str, Any], *, round_id: str, workspace: str) -> str:
     """Write ``report.json`` and ``report.md``, publish the markdown, and close the round."""
     ws = Workspace.resolve(workspace)
-    report = {**report, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    now = datetime.now(UTC)
+    report = {**report, "created_at": now.isoformat(timespec="seconds")}
+    started = flow_run.start_time
+    if started is not None:  # the flow's own wall time, without interpreter and API start-up
+        report["flow_seconds"] = round((now - started).total_seconds(), 3)
     out = ws.run_dir(round_id)
     path = write_json(out / "report.json", report)
     markdown = render_markdown(report)
