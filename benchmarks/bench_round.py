@@ -56,6 +56,8 @@ def one_round(workspace: Path, *, size: str, epochs: int, gates: bool) -> dict[s
         str(data["train"]),
         "--eval",
         str(data["eval"]),
+        "--unlabeled",
+        str(data["unlabeled"]),
         "--annotator",
         "simulated:true_label",
         "--config",
@@ -69,7 +71,9 @@ def one_round(workspace: Path, *, size: str, epochs: int, gates: bool) -> dict[s
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     start = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT, env=env, capture_output=True)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the round failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     wall = time.perf_counter() - start
     (report_path,) = workspace.glob("runs/*/report.json")
     report = json.loads(report_path.read_text())

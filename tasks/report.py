@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import task
+from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
@@ -61,9 +62,11 @@ def write_report(report: dict[str, Any], *, round_id: str, workspace: str) -> st
     ws = Workspace.resolve(workspace)
     now = datetime.now(UTC)
     report = {**report, "created_at": now.isoformat(timespec="seconds")}
-    started = flow_run.start_time
-    if started is not None:  # the flow's own wall time, without interpreter and API start-up
-        report["flow_seconds"] = round((now - started).total_seconds(), 3)
+    if flow_run.id:  # the flow's own wall time, without interpreter and API start-up
+        with get_client(sync_client=True) as client:
+            started = client.read_flow_run(flow_run.id).start_time
+        if started is not None:
+            report["flow_seconds"] = round((now - started).total_seconds(), 3)
     out = ws.run_dir(round_id)
     path = write_json(out / "report.json", report)
     markdown = render_markdown(report)
