@@ -80,7 +80,15 @@ CREATE TABLE IF NOT EXISTS gate_results (
 );
 """
 
-ROUND_STATES = ("running", "awaiting_review", "completed", "rejected", "failed", "not_promoted")
+ROUND_STATES = (
+    "running",
+    "awaiting_review",
+    "completed",
+    "rejected",
+    "nothing_to_review",
+    "failed",
+    "not_promoted",
+)
 
 
 def _now() -> str:

@@ -124,7 +124,11 @@ def active_learning_round(
         "files": {"batch": batch["csv"], "data_map_before": before["data_map"]},
     }
     if not review.approve:
-        report |= {"state": "rejected", "reason": f"batch rejected by {report['annotator']}"}
+        report |= (
+            {"state": "rejected", "reason": f"batch rejected by {report['annotator']}"}
+            if batch["rows"]
+            else {"state": "nothing_to_review", "reason": "the pools selected no sample"}
+        )
         report["timings"] = timings_of(load=data, baseline=baseline, metrics=before, pools=pools)
         report["gates"] = gates
         if config.quality_gates:

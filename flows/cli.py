@@ -74,7 +74,8 @@ def cmd_round(args: argparse.Namespace) -> int:
         print(f"  {name:<15} {workspace.root / rel}")
     if report.get("reason"):
         print(f"  why             {report['reason']}")
-    return 0 if report["state"] in ("completed", "rejected", "not_promoted") else 1
+    done = ("completed", "rejected", "nothing_to_review", "not_promoted")
+    return 0 if report["state"] in done else 1
 
 
 def add_round_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

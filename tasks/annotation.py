@@ -33,12 +33,10 @@ def batch_markdown(
     lines = [
         f"# Annotation batch for round `{round_id}`",
         "",
-        f"**{len(batch)} samples** to review. Fill the `new_label` column of",
-        "",
-        f"`{csv_path}`",
-        "",
-        "with a class name, `<remove>` to drop the sample, or leave it empty (or `<skip>`) to keep",
-        "the current label. Then approve this run in the form below (or enter a few labels inline",
+        # one line per paragraph: the Prefect UI turns every line break into a break
+        f"**{len(batch)} samples** to review. Fill the `new_label` column of `{csv_path}` with a "
+        "class name, `<remove>` to drop the sample, or leave it empty (or `<skip>`) to keep the "
+        "current label. Then approve this run in the form below (or enter a few labels inline "
         'as a JSON object `{"id": "label"}`).',
         "",
         "| pool | samples |",

@@ -14,14 +14,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.exceptions import ObjectNotFound
 
 ROOT = Path(__file__).resolve().parents[2]
 ROUND = "active-learning-round/active-learning-round"
@@ -75,14 +77,18 @@ class Process:
             raise AssertionError(f"exited with {self.popen.returncode}\n{self.tail()}")
 
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            # the process leads its own session: signal it and the children it started
+        """SIGTERM to the process group, then SIGKILL to whatever is left of it.
+
+        The process leads its own session, so the group holds the flow runs it started too; a
+        flow run paused for a person may outlive its parent's shutdown.
+        """
+        with suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=10)
+        with suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=20)
+        with suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=10)
         self._out.close()
 
 
@@ -99,8 +105,9 @@ def served(*, api_url: str, home: Path, log: Path, **env: str) -> Iterator[Proce
         with get_client(sync_client=True) as client:
             while True:
                 process.check_alive()
-                if "being served" in log.read_text(errors="replace"):
-                    client.read_deployment_by_name(ROUND)
+                # registered in order; runs created before the first poll are picked up by it
+                with suppress(ObjectNotFound):
+                    client.read_deployment_by_name(NIGHTLY)
                     break
                 if time.monotonic() > deadline:
                     raise AssertionError(f"serve.py did not start in 240 s\n{process.tail()}")
@@ -111,7 +118,7 @@ def served(*, api_url: str, home: Path, log: Path, **env: str) -> Iterator[Proce
 
 
 def tiny_round(**updates: Any) -> dict[str, Any]:
-    """Round parameters for tiny demo data: 600 rows, 3 epochs (enough for a relabel pool)."""
+    """Round parameters for tiny demo data: 600 rows, 3 epochs (enough for a non-empty batch)."""
     config: dict[str, Any] = {
         "demo_size": "tiny",
         "annotator": "human",
@@ -154,7 +161,15 @@ def round_dir(workspace: Path) -> Path:
 
 
 def true_labels(workspace: Path, batch_csv: Path) -> dict[str, str]:
-    """Inline labels for a batch, from the demo data's hidden ``true_label`` column."""
+    """Inline labels for a batch, from the demo data's hidden ``true_label`` column.
+
+    The batch holds training samples and unlabeled expansion candidates: both first versions
+    carry the column.
+    """
     batch = pd.read_csv(batch_csv, dtype=str, keep_default_na=False)
-    truth = pd.read_parquet(workspace / "datasets" / "demo" / "v0001.parquet").set_index("id")
-    return {i: str(truth.loc[i, "true_label"]) for i in batch["id"]}
+    truth = pd.concat(
+        pd.read_parquet(path, columns=["id", "true_label"])
+        for path in sorted((workspace / "datasets").glob("demo*/v0001.parquet"))
+        if "true_label" in pq.read_schema(path).names
+    ).set_index("id")["true_label"]
+    return {i: str(truth[i]) for i in batch["id"]}

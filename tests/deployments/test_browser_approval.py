@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 from prefect.client.schemas.objects import StateType
 from prefect.deployments import run_deployment
 
+from cartoflow.catalog import Catalog
 from tests.deployments.conftest import Server
 from tests.deployments.support import (
     ROUND,
@@ -76,7 +78,10 @@ def test_a_reviewer_approves_the_batch_in_the_prefect_ui(
     from selenium.webdriver.support.ui import WebDriverWait
 
     run = run_deployment(
-        ROUND, parameters={"config": tiny_round(), "workspace": str(tmp_path)}, timeout=0
+        ROUND,
+        # no expansion candidates: a batch small enough to type its labels into the form
+        parameters={"config": tiny_round(expand=False), "workspace": str(tmp_path)},
+        timeout=0,
     )
     wait_for_state(run.id, StateType.PAUSED, process=serving)
     folder = round_dir(tmp_path)
@@ -94,7 +99,8 @@ def test_a_reviewer_approves_the_batch_in_the_prefect_ui(
     summary = modal.find_element(By.CSS_SELECTOR, "article.markdown-renderer").text
     assert f"Annotation batch for round {folder.name}" in summary
     assert f"{len(labels)} samples to review" in summary
-    assert "relabel" in summary
+    pools = set(pd.read_csv(folder / "batch.csv", dtype=str)["pool"])
+    assert all(f"Top of {pool}" in summary for pool in pools), (pools, summary)
     assert str(folder / "batch.csv") in summary
 
     toggle = modal.find_element(By.XPATH, _field("Approve") + "//label[@role='switch']")
@@ -115,7 +121,9 @@ def test_a_reviewer_approves_the_batch_in_the_prefect_ui(
     report = json.loads((folder / "report.json").read_text())
     assert report["state"] == "completed"
     assert report["annotator"] == "ui-reviewer"
-    assert report["label_changes"]["fixed"] + report["label_changes"]["unchanged"] == len(labels)
+    decisions = Catalog(tmp_path / "catalog.sqlite").decisions(folder.name)
+    assert set(labels) <= set(decisions["sample_id"])  # every label typed in the form, recorded
+    assert set(decisions["annotator"]) == {"ui-reviewer"}
 
     browser.get(f"{prefect_server.url}/runs/flow-run/{run.id}")
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "body"), "Completed"))
