@@ -94,7 +94,8 @@ def _simulate(
                     f"{ws.root / record.file} has only {list(frame.columns)}."
                 )
             truth_frames.append(frame[["id", column]])
-    truth = pd.concat(truth_frames).set_index("id")[column]
+    # samples added in an earlier round are in both the training and the unlabeled version
+    truth = pd.concat(truth_frames).drop_duplicates("id").set_index("id")[column]
     annotator = SimulatedAnnotator(
         column=column,
         error_rate=config.annotator_error_rate,

@@ -157,3 +157,16 @@ def test_a_corrupt_annotations_file_stops_the_round_before_a_new_version(tmp_pat
     assert "new_label_valid" in round_row["reason"]
     gates = catalog.gates(run_dir.name).set_index("gate")
     assert not gates.loc["annotations", "success"]
+
+
+def test_a_second_round_starts_from_a_stored_version(tmp_path: Path) -> None:
+    first = active_learning_round(config=tiny_config(), workspace=str(tmp_path))
+    second = active_learning_round(
+        config=tiny_config(start_version=first["version_out"]), workspace=str(tmp_path)
+    )
+    assert second["version_in"] == first["version_out"] == 2
+    assert second["state"] == "completed"
+    assert second["version_out"] == 3
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    assert [v.parent for v in catalog.versions("demo")] == [None, 1, 2]
+    assert catalog.current_version("demo").version == 3

@@ -40,3 +40,38 @@ def test_nightly_scores_the_current_version_and_reuses_unchanged_dynamics(tmp_pa
     on_disk = json.loads((tmp_path / second["report"]).read_text())
     assert on_disk["analysis_id"] == second["analysis_id"]
     assert (tmp_path / on_disk["files"]["data_maps"]).stat().st_size > 10_000
+
+
+def test_a_large_relabel_pool_starts_a_round_through_its_deployment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.analysis
+
+    calls: list[dict] = []
+
+    class Started:
+        id = "run-id"
+        name = "started-round"
+
+    def fake_run_deployment(name: str, **kwargs: object) -> Started:
+        calls.append({"name": name, **kwargs})
+        return Started()
+
+    monkeypatch.setattr(tasks.analysis, "run_deployment", fake_run_deployment)
+    round_config = tiny_config()
+    active_learning_round(config=round_config, workspace=str(tmp_path))
+    config = NightlyConfig(train=round_config.train, relabel_trigger=1)
+    pools = config.pools.model_copy(
+        update={"relabel": config.pools.relabel.model_copy(update={"max_confidence": 0.99})}
+    )
+    result = nightly_reanalysis(
+        config=config.model_copy(update={"pools": pools}), workspace=str(tmp_path)
+    )
+
+    assert result["relabel"] > 1
+    assert result["triggered_round"] == "run-id"
+    (call,) = calls
+    assert call["name"] == "active-learning-round/active-learning-round"
+    assert call["timeout"] == 0
+    assert call["parameters"]["config"]["start_version"] == result["version"]
+    assert call["parameters"]["workspace"] == str(tmp_path)
