@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -384,23 +385,50 @@ def _sparse_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Paramet
     return dense, [p for p in sparse if p.requires_grad]
 
 
+class _Determinism:
+    """The process-wide deterministic-algorithms flag, shared by runs that overlap in threads.
+
+    The first run to start saves the caller's setting and switches the flag on; the last to end
+    restores it. Saving and restoring per run would leave the flag on whenever two runs overlap.
+    """
+
+    lock = threading.Lock()
+    active = 0
+    saved = (False, False)
+
+    @classmethod
+    @contextmanager
+    def on(cls) -> Iterator[None]:
+        with cls.lock:
+            if cls.active == 0:
+                cls.saved = (
+                    torch.are_deterministic_algorithms_enabled(),
+                    torch.is_deterministic_algorithms_warn_only_enabled(),
+                )
+                # warn_only: a custom model's op without a deterministic kernel warns, not fails.
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            cls.active += 1
+        try:
+            yield
+        finally:
+            with cls.lock:
+                cls.active -= 1
+                if cls.active == 0:
+                    torch.use_deterministic_algorithms(cls.saved[0], warn_only=cls.saved[1])
+
+
 @contextmanager
 def _torch_session(config: TrainConfig) -> Iterator[None]:
     """Seeded, deterministic, thread-limited torch state for one run; restored afterwards."""
     threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     devices = [torch.device(config.device).index or 0] if config.device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), _Determinism.on():
         try:
             if config.num_threads is not None:
                 torch.set_num_threads(config.num_threads)
-            # warn_only: a custom model's op without a deterministic kernel warns, not fails.
-            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.manual_seed(config.seed)
             yield
         finally:
-            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
             torch.set_num_threads(threads)
 
 

@@ -414,3 +414,32 @@ def test_threshold_run_uses_a_temporary_dir_by_default() -> None:
     )
     assert run.train.dynamics_dir is None
     assert run.threshold_aum.shape == (run.is_threshold.sum(),)
+
+
+def test_overlapping_runs_in_threads_restore_the_callers_determinism_flag() -> None:
+    """Run A starts, run B starts, A ends, B ends: the caller's flag must come back."""
+    import threading
+
+    from cartoflow.train import _torch_session
+
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+
+    def run_a() -> None:
+        with _torch_session(CONFIG):
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def run_b() -> None:
+        a_in.wait(5)
+        with _torch_session(CONFIG):
+            b_in.set()
+            a_out.wait(5)
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not torch.are_deterministic_algorithms_enabled()
