@@ -1,8 +1,10 @@
 """Run a suite through Great Expectations and turn its result into plain, picklable dicts.
 
 One validation per suite call: a single ExpectationSuite holding every check, over one batch
-(the frame the suite's builder returns). GX objects never leave this module; results are
-plain dicts (GX's own cannot be pickled, so they could not cross a Prefect task boundary).
+(the frame the suite's builder returns), in two passes: all checks in GX's cheap BASIC result
+format, then those with unexpected rows or a failure again, for their example ids. GX objects
+never leave this module; results are plain dicts (GX's own cannot be pickled, so they could
+not cross a Prefect task boundary).
 
 The GX context is ephemeral and cached per process and per Data Docs folder. With a Data
 Docs folder, the context stores its validation results as JSON under ``<folder>/.gx_results``
@@ -53,6 +55,9 @@ _SITE = "cartoflow"
 _RESULTS_STORE = "cartoflow_validation_results"
 _RESULTS_DIR = ".gx_results"
 _DATASOURCE = "cartoflow"
+# First pass: counts, percentages and observed values, without the example ids.
+_FIRST_PASS_FORMAT: dict[str, Any] = {"result_format": "BASIC"}
+# Second pass, for expectations with unexpected rows or a failure.
 _RESULT_FORMAT: dict[str, Any] = {
     "result_format": "SUMMARY",
     # Twice the examples kept: a duplicated id shows up once per row.
@@ -255,6 +260,60 @@ def _docs_text(spec: ExpectationSpec) -> str:
     return f"{spec.name} ({spec.severity}): {spec.description}. [{config.type}({kwargs})]"
 
 
+def _check_name(validation: Any) -> Any:
+    return (validation.expectation_config.meta or {}).get("cartoflow_check")
+
+
+def _needs_detail(validation: Any) -> bool:
+    """Whether a BASIC result may differ from the detailed one in what ``_item`` reports.
+
+    A passing expectation with no unexpected row has no example to list; anything else
+    (unexpected rows, a failure, an exception) is validated again in the detailed format.
+    """
+    result = validation.result or {}
+    return (
+        not validation.success
+        or bool(result.get("unexpected_count"))
+        or _exception_message(validation.exception_info) is not None
+    )
+
+
+def _run_validator(validator: Any, suite_name: str, expectations: list[Any]) -> Any:
+    """Validate in two passes over the validator's batch, loaded once.
+
+    First every expectation in GX's BASIC format, then only those :func:`_needs_detail` picks
+    in the detailed one, whose example ids and value counts cost about as much again as the
+    rest of the validation. The merged result is the one a single detailed pass returns, but
+    for the empty lists of example ids and value counts of passing expectations.
+    """
+    gx = great_expectations()
+    validator.result_format = _FIRST_PASS_FORMAT
+    validation = validator.validate_expectation_suite(
+        gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    )
+    detail = {_check_name(r) for r in validation.results if _needs_detail(r)}
+    if not detail:
+        return validation
+    validator.result_format = _RESULT_FORMAT
+    again = [e for e in expectations if e.meta["cartoflow_check"] in detail]
+    detailed = {
+        _check_name(r): r
+        for r in validator.validate_expectation_suite(
+            gx.ExpectationSuite(name=suite_name, expectations=again)
+        ).results
+    }
+    validation.results = [detailed.get(_check_name(r), r) for r in validation.results]
+    evaluated = len(validation.results)
+    successful = sum(bool(r.success) for r in validation.results)
+    validation.success = successful == evaluated
+    validation.statistics.update(
+        successful_expectations=successful,
+        unsuccessful_expectations=evaluated - successful,
+        success_percent=successful / evaluated * 100,
+    )
+    return validation
+
+
 def _validate(
     gx_context: _Context,
     suite_name: str,
@@ -264,44 +323,53 @@ def _validate(
     render: bool,
 ) -> tuple[Any, str | None]:
     """Run one validation; with a docs folder also store the result (and render its page)."""
-    gx = great_expectations()
+    from great_expectations.validator.v1_validator import Validator
+
     expectations = []
     for spec in specs:
         expectation = spec.expectation
         expectation.meta = {"cartoflow_check": spec.name, "severity": spec.severity}
         expectation.description = _docs_text(spec)
         expectations.append(expectation)
-    suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
-    batch_definition = gx_context.batch_definition(suite_name)
+    # Batch.validate would load (and fingerprint) the frame again for each of the two passes.
+    validator = Validator(
+        batch_definition=gx_context.batch_definition(suite_name),
+        batch_parameters={"dataframe": frame},
+    )
+    validation = _run_validator(validator, suite_name, expectations)
     if gx_context.docs_dir is None:
-        batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        return batch.validate(suite, result_format=_RESULT_FORMAT), None
+        return validation, None
 
+    from great_expectations.constants import DATAFRAME_REPLACEMENT_STR
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
 
-    context = gx_context.context
-    suite = context.suites.add_or_update(suite)
-    definition = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
-    )
+    # What ValidationDefinition.run records, without storing a suite and a definition per
+    # call only to look them up again.
     run_id = RunIdentifier(run_name=suite_name, run_time=dt.datetime.now(dt.UTC))
-    validation = definition.run(
-        batch_parameters={"dataframe": frame}, result_format=_RESULT_FORMAT, run_id=run_id
+    validation.meta.update(
+        validation_id=None,
+        checkpoint_id=None,
+        run_id=run_id,
+        validation_time=run_id.run_time,
+        batch_parameters={"dataframe": DATAFRAME_REPLACEMENT_STR},
     )
-    keys = [
-        key
-        for key in context.validation_results_store.list_keys()
-        if key.run_id == run_id and key.expectation_suite_identifier.name == suite_name
-    ]
+    key = ValidationResultIdentifier(
+        batch_identifier=validator.active_batch_id,
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+        run_id=run_id,
+    )
+    context = gx_context.context
+    context.validation_results_store.set(key, validation)
     if render:
-        context.build_data_docs(site_names=[_SITE], resource_identifiers=keys)
-    page = None
-    if keys:
-        urls = context.get_docs_sites_urls(
-            resource_identifier=keys[0], site_name=_SITE, only_if_exists=False
-        )
-        page = urls[0]["site_url"] if urls else None
-    return validation, page
+        context.build_data_docs(site_names=[_SITE], resource_identifiers=[key])
+    urls = context.get_docs_sites_urls(
+        resource_identifier=key, site_name=_SITE, only_if_exists=False
+    )
+    return validation, urls[0]["site_url"] if urls else None
 
 
 def preload() -> None:

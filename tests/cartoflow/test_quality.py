@@ -35,6 +35,7 @@ from cartoflow.quality import (
     preload,
     raise_for_failures,
     run_suite,
+    runner,
 )
 from cartoflow.quality.suites import REMOVE, SKIP
 
@@ -669,6 +670,72 @@ def test_data_docs_can_be_stored_now_and_rendered_once(tmp_path: Path) -> None:
     assert any((docs / ".gx_results").rglob("*.json"))
     assert build_data_docs(docs) == (docs / "index.html").resolve()
     assert page.is_file() and "macro_f1_not_worse" in page.read_text()
+
+
+def test_data_docs_render_results_stored_by_an_earlier_process(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    earlier = _run(Case("dataset", "id_unique", _set("id", 3, "a")), data_docs_dir=docs)
+    # A resumed round: a new process builds its own context on the same folder.
+    with mock.patch.dict(runner._CONTEXTS, clear=True):
+        later = run_suite("model", None, **MODEL_PARAMS, data_docs_dir=docs, render_docs=False)
+        build_data_docs(docs)
+    for result in (earlier, later):
+        assert Path(result["data_docs_page"].removeprefix("file://")).is_file()
+    index = (docs / "index.html").read_text()
+    assert "dataset" in index and "model" in index
+
+
+def _without_seconds(result: dict[str, Any]) -> dict[str, Any]:
+    return {**result, "statistics": {**result["statistics"], "seconds": None}}
+
+
+CASES_BY_ID = {case.id: case for case in CASES}
+# A breaking case per GX expectation type the suites use: each fails in the first pass and is
+# validated again in the detailed result format.
+TWIN_CASES = (
+    "dataset-required_columns",
+    "dataset-has_rows",
+    "dataset-id_not_null",
+    "dataset-id_unique",
+    "dataset-text_is_string",
+    "dataset-text_not_blank",
+    "dataset-text_length",
+    "dataset-label_in_set",
+    "dataset-class_share_min",
+    "dynamics-epochs_contiguous",
+    "dynamics-epoch_count",
+    "pools-pool_within_budget",
+    "new_version-removed_rows_absent",
+)
+
+
+def _passing_run(suite: str) -> Callable[[], dict[str, Any]]:
+    frame, params = GOOD[suite]()
+    return lambda: run_suite(suite, frame, **params)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [pytest.param(_passing_run(suite), id=f"{suite}-passing") for suite in SUITES]
+    + [pytest.param(lambda c=c: _run(c), id=c.id) for c in map(CASES_BY_ID.get, TWIN_CASES)],
+)
+def test_two_passes_report_what_one_detailed_pass_reports(
+    run: Callable[[], dict[str, Any]],
+) -> None:
+    """The slow twin: every expectation validated in the detailed result format at once."""
+    fast = run()
+    with mock.patch.object(runner, "_FIRST_PASS_FORMAT", runner._RESULT_FORMAT):
+        detailed = run()
+    assert _without_seconds(fast) == _without_seconds(detailed)
+
+
+def test_a_passing_check_with_unexpected_rows_still_lists_them() -> None:
+    frame = annotations()
+    frame.loc[3, "new_label"] = SKIP
+    result = run_suite("annotations", frame, **ANNOTATIONS_PARAMS, min_coverage=0.5)
+    coverage = next(r for r in result["results"] if r["expectation"] == "coverage")
+    assert coverage["success"] is True
+    assert (coverage["unexpected_count"], coverage["examples"]) == (1, ["b4"])
 
 
 def test_suites_table_lists_every_check() -> None:
