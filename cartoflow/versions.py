@@ -9,6 +9,7 @@ so re-running a round (or resuming a suspended one) never writes a duplicate.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -64,15 +65,33 @@ def register_version(
     return catalog.add_version(record, note=note)
 
 
+_VERIFIED: set[tuple[str, int, int, int, str]] = set()
+"""Files this process has hashed against their record: (path, inode, size, mtime_ns, hash)."""
+
+
+def _file_key(path: Path, content_hash: str) -> tuple[str, int, int, int, str]:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, content_hash)
+
+
 def read_version(record: VersionRecord, *, workspace: Workspace) -> pd.DataFrame:
-    """Load a stored version and check it still has the content the catalog recorded."""
+    """Load a stored version and check it still has the content the catalog recorded.
+
+    The content hash is checked the first time a process reads a file; later reads of the same
+    unchanged file (same inode, size and modification time) skip the hash, which a round would
+    otherwise recompute a dozen times per version.
+    """
     path = workspace.root / record.file
+    key = _file_key(path, record.hash)
     frame = pd.read_parquet(path)
+    if key in _VERIFIED:
+        return frame
     if frame_hash(frame) != record.hash:
         raise DataValidationError(
             f"{path} no longer matches the content hash recorded for {record.dataset} "
             f"v{record.version}; dataset versions are immutable. Restore the file from backup."
         )
+    _VERIFIED.add(key)
     return frame
 
 
@@ -104,7 +123,7 @@ def decide(
         raise ValueError(f"Expected strategies 'fix' or 'remove', but got {unknown}.")
     old = parent.set_index("id")["label"]
     ann = annotations.reset_index(drop=True)
-    in_parent = ann["id"].isin(old.index).to_numpy()
+    in_parent = ann["id"].astype(object).isin(old.index.astype(object)).to_numpy()
     new = ann["new_label"].astype("string").fillna(SKIP).str.strip().replace("", SKIP)
     old_label = ann["id"].map(old).astype("string")
     pool = ann["pool"].astype("string")
@@ -190,9 +209,10 @@ def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFra
         )
     fixes = by_action["fix"].set_index("sample_id")["new_label"]
     new = parent.copy()
-    hit = new["id"].isin(fixes.index)
+    ids = new["id"].astype(object)  # object: Arrow-string isin loops in Python
+    hit = ids.isin(fixes.index.astype(object))
     new.loc[hit, "label"] = new.loc[hit, "id"].map(fixes).astype(new["label"].dtype)
-    new = new[~new["id"].isin(by_action["remove"]["sample_id"])]
+    new = new[~ids.isin(by_action["remove"]["sample_id"].astype(object))]
 
     adds = by_action["add"]
     if len(adds):

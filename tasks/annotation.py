@@ -83,7 +83,7 @@ def _batch_rows(
     parts, source = [], train
     if conflict is not None and conflict["rows"]:
         groups = pd.read_parquet(ws.root / conflict["conflict_pool"])
-        selected = selected[~selected["id"].isin(groups["id"])]
+        selected = selected[~selected["id"].astype(object).isin(groups["id"].astype(object))]
         first = groups.drop_duplicates("group")
         sizes = groups.groupby("group").size()
         parts.append(
@@ -190,7 +190,8 @@ def _spread_to_groups(annotated: pd.DataFrame, groups: pd.DataFrame) -> pd.DataF
         answered["new_label"].to_numpy(), index=answered["id"].map(group_of).to_numpy()
     )
     members = groups[
-        groups["group"].isin(label_of_group.index) & ~groups["id"].isin(answered["id"])
+        groups["group"].isin(label_of_group.index)
+        & ~groups["id"].astype(object).isin(answered["id"].astype(object))
     ]
     spread = pd.DataFrame(
         {

@@ -79,7 +79,8 @@ def load_data(config: RoundConfig, *, workspace: str, round_id: str) -> dict[str
             assert paths["train"] is not None
             train = load_dataset(paths["train"], columns=config.columns)
         label_map = _label_map(ws, config.dataset, train)
-        if config.start_version is None:
+        if config.start_version is None and label_map != train.label_map:
+            # Read again against the dataset's stored map (classes of earlier versions).
             train = load_dataset(paths["train"], columns=config.columns, label_map=label_map)
 
         if paths["eval"] is not None:

@@ -25,7 +25,7 @@ def _with_source_columns(
 ) -> pd.DataFrame:
     """Take text, group and (simulation only) true_label of new samples from the unlabeled
     version itself, not from the batch file a person may have edited."""
-    new = ~annotated["id"].isin(parent["id"])
+    new = ~annotated["id"].astype(object).isin(parent["id"].astype(object))
     if not new.any() or "unlabeled" not in data:
         return annotated
     record = Catalog(ws.catalog_path).find_version(

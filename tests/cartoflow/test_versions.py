@@ -60,6 +60,19 @@ def test_a_tampered_version_is_refused(tmp_path: Path, parent) -> None:
         read_version(rec, workspace=ws)
 
 
+def test_a_version_tampered_after_a_checked_read_is_still_refused(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    rec = register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d")
+    assert read_version(rec, workspace=ws).equals(parent)
+    assert read_version(rec, workspace=ws).equals(parent)  # the second read skips the hash
+    changed = parent.copy()
+    changed.loc[0, "label"] = changed.loc[1, "label"] if len(changed) > 1 else "x"
+    changed.loc[0, "text"] = "edited by hand"
+    changed.to_parquet(ws.root / rec.file, index=False)
+    with pytest.raises(DataValidationError, match="no longer matches"):
+        read_version(rec, workspace=ws)
+
+
 def test_decide_covers_every_action(parent) -> None:
     ann = _annotations(
         [
