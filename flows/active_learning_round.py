@@ -3,6 +3,9 @@
 load -> gate -> train with capture -> gate -> metrics -> gate -> pools -> gate -> export batch
 -> wait for people -> gate -> import labels -> candidate version -> gate -> register version
 -> retrain with capture -> gate -> metrics -> compare -> model gate -> report
+
+The near-duplicate scans (conflict pool, expansion eligibility) need only the texts: they run
+beside the baseline training, on the core its single torch thread leaves free.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from prefect.states import State
 from cartoflow.config import RoundConfig
 from tasks.annotation import export_annotation_batch, import_labels
 from tasks.data import load_data
-from tasks.expansion import select_conflict_pool, select_expansion_candidates
+from tasks.expansion import (
+    find_expansion_eligible,
+    select_conflict_pool,
+    select_expansion_candidates,
+)
 from tasks.gates import (
     gate_annotations,
     gate_dataset,
@@ -68,10 +75,30 @@ def active_learning_round(
 
     data = load_data(config, **common)
     gates.append(gate_dataset(data, min_class_share=config.min_class_share, **checks))
+    train_hash = data["train"]["hash"]
+    threshold = config.near_duplicate_threshold
+    conflict_run = (
+        select_conflict_pool.submit(data, train_hash=train_hash, threshold=threshold, **common)
+        if config.conflicts
+        else None
+    )
+    expand = config.expand and "unlabeled" in data
+    eligible_run = (
+        find_expansion_eligible.submit(
+            data,
+            train_hash=train_hash,
+            unlabeled_hash=data["unlabeled"]["hash"],
+            threshold=config.expansion.text_dedup_threshold,
+            wait_for=[conflict_run] if conflict_run else None,  # one side core: one at a time
+            **common,
+        )
+        if expand
+        else None
+    )
     baseline = train_model(
         data,
         config.train,
-        train_hash=data["train"]["hash"],
+        train_hash=train_hash,
         eval_hash=data["eval"]["hash"],
         role="baseline",
         **common,
@@ -81,19 +108,17 @@ def active_learning_round(
     gates.append(gate_metrics(data, before, **checks))
     pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
     gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **checks))
-    conflict = (
-        select_conflict_pool(
+    conflict = conflict_run.result() if conflict_run else None
+    expansion = (
+        select_expansion_candidates(
             data,
-            train_hash=data["train"]["hash"],
-            threshold=config.near_duplicate_threshold,
+            baseline,
+            pools,
+            config.expansion,
+            eligible=eligible_run.result() if eligible_run else None,
             **common,
         )
-        if config.conflicts
-        else None
-    )
-    expansion = (
-        select_expansion_candidates(data, baseline, pools, config.expansion, **common)
-        if config.expand and "unlabeled" in data
+        if expand
         else None
     )
     batch = export_annotation_batch(
@@ -178,10 +203,12 @@ def active_learning_round(
             batch=batch,
             annotations=annotations,
             conflict=conflict,
+            expansion_dedup=eligible_run.result() if eligible_run else None,
             expansion=expansion,
             new_version=candidate,
             retrained=retrained,
             metrics_after=after,
+            data_maps={"seconds": before.get("plot_seconds", 0.0) + after.get("plot_seconds", 0.0)},
             compare=compared,
             gates={"seconds": sum(g["seconds"] for g in gates)},
         ),

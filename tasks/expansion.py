@@ -6,7 +6,9 @@ earlier unlabeled text (:func:`cartoflow.neardup.dedup_batch`), takes the hard a
 pools as seeds and picks their nearest remaining neighbours with a budget per pool
 (:func:`cartoflow.expansion.select_expansion`); see :class:`~cartoflow.expansion.ExpansionConfig`.
 ``select_conflict_pool`` finds near-duplicate training texts with different labels
-(:func:`cartoflow.neardup.conflict_pool`).
+(:func:`cartoflow.neardup.conflict_pool`). ``find_expansion_eligible`` does the expansion's
+near-duplicate scan ahead of time: both scans need only the texts, so the round runs them on
+the second core while the baseline model trains (training uses one thread).
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ def _version(ws: Workspace, dataset: str, content_hash: str) -> pd.DataFrame:
     return read_version(record, workspace=ws)
 
 
+def _scanned(
+    ws: Workspace, eligible: dict[str, Any], train_hash: str, unlabeled_hash: str
+) -> np.ndarray:
+    """The eligibility mask ``find_expansion_eligible`` wrote, checked to be for these versions."""
+    if (eligible["train_hash"], eligible["unlabeled_hash"]) != (train_hash, unlabeled_hash):
+        raise ValueError(
+            "The near-duplicate scan was made for other dataset versions "
+            f"({eligible['train_hash'][:12]}, {eligible['unlabeled_hash'][:12]}) than the "
+            f"expansion's ({train_hash[:12]}, {unlabeled_hash[:12]}); pass the scan of the same "
+            "round."
+        )
+    return pd.read_parquet(ws.root / eligible["eligible"])["eligible"].to_numpy(dtype=bool)
+
+
 def _empty_candidates(with_group: bool) -> pd.DataFrame:
     columns = [c for c in CANDIDATE_COLUMNS if with_group or c != "group"]
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
@@ -61,6 +77,67 @@ def _markdown(round_id: str, counts: dict[str, int], seeds: dict[str, int], drop
     return "\n".join(lines) + "\n"
 
 
+def _eligible_rows(
+    train: pd.DataFrame, unlabeled: pd.DataFrame, threshold: float | None
+) -> np.ndarray:
+    """(M,) bool: unlabeled rows like no training text and no earlier unlabeled text."""
+    if threshold is None or len(unlabeled) == 0:
+        return np.ones(len(unlabeled), dtype=bool)
+    # Training texts first: an unlabeled text stays eligible only if it is the first of its
+    # near-duplicate group, i.e. like no training text and no earlier one.
+    texts = [*train["text"].astype("str"), *unlabeled["text"].astype("str")]
+    return dedup_batch(texts, threshold=threshold)[len(train) :]
+
+
+@task(
+    name="expansion-dedup",
+    cache_key_fn=content_key("train_hash", "unlabeled_hash", "threshold", "round_id"),
+    persist_result=True,
+)
+def find_expansion_eligible(
+    data: dict[str, Any],
+    *,
+    train_hash: str,
+    unlabeled_hash: str,
+    threshold: float | None,
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Mark the unlabeled texts expansion may pick; write ``expansion_eligible.parquet``.
+
+    An unlabeled text is eligible when it is not a near-duplicate (MinHash Jaccard >=
+    ``threshold``) of a training text or of an earlier unlabeled text. Needs only the texts, so
+    the round runs it while the baseline trains.
+
+    Returns:
+        ``eligible`` (workspace-relative path of a one-column ``eligible`` bool file, one row
+        per unlabeled row in version order), ``train_hash``, ``unlabeled_hash``,
+        ``near_duplicates_left_out`` and ``seconds``.
+    """
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        train = _version(ws, data["dataset"], train_hash)
+        unlabeled = _version(ws, f"{data['dataset']}.unlabeled", unlabeled_hash)
+        keep = _eligible_rows(train, unlabeled, threshold)
+        path = write_frame(
+            pd.DataFrame({"eligible": keep}), ws.run_dir(round_id) / "expansion_eligible.parquet"
+        )
+    dropped = int((~keep).sum())
+    get_run_logger().info(
+        "Expansion: %d of %d unlabeled texts are near-duplicates of a training text or of an "
+        "earlier unlabeled text, and are left out",
+        dropped,
+        len(keep),
+    )
+    return {
+        "eligible": str(path.relative_to(ws.root)),
+        "train_hash": train_hash,
+        "unlabeled_hash": unlabeled_hash,
+        "near_duplicates_left_out": dropped,
+        "seconds": t["seconds"],
+    }
+
+
 @task(
     name="expansion",
     cache_key_fn=content_key("trained", "pools", "config", "round_id"),
@@ -72,6 +149,7 @@ def select_expansion_candidates(
     pools: dict[str, Any],
     config: ExpansionConfig,
     *,
+    eligible: dict[str, Any] | None = None,
     round_id: str,
     workspace: str,
 ) -> dict[str, Any]:
@@ -84,6 +162,8 @@ def select_expansion_candidates(
             ``train_hash`` names the version the pools were picked from).
         pools: ``select_sample_pools``' result.
         config: seed pools, budgets, neighbours per seed, de-duplication thresholds.
+        eligible: ``find_expansion_eligible``'s result for the same training and unlabeled
+            versions; None scans for near-duplicates here.
 
     Returns:
         ``expansion`` (workspace-relative path), ``rows``, ``counts`` (candidates per seed
@@ -111,18 +191,16 @@ def select_expansion_candidates(
             picked = _empty_candidates(with_group=False)
         else:
             texts = unlabeled["text"].astype("str").to_numpy(dtype=object)
-            eligible = np.arange(len(unlabeled))
-            if config.text_dedup_threshold is not None:
-                # Training texts first: an unlabeled text stays eligible only if it is the first
-                # of its near-duplicate group, i.e. like no training text and no earlier one.
-                keep = dedup_batch(
-                    [*train["text"].astype("str"), *texts], threshold=config.text_dedup_threshold
-                )[len(train) :]
-                eligible = np.flatnonzero(keep)
-                dropped = len(unlabeled) - eligible.size
+            keep = (
+                _scanned(ws, eligible, trained["train_hash"], data["unlabeled"]["hash"])
+                if eligible is not None
+                else _eligible_rows(train, unlabeled, config.text_dedup_threshold)
+            )
+            eligible_rows = np.flatnonzero(keep)
+            dropped = len(unlabeled) - eligible_rows.size
             model: Any = load_model(ws.root / trained["model"])
             train_emb = model.embed(train["text"].astype("str").tolist())
-            pool_emb = model.embed(texts[eligible].tolist())
+            pool_emb = model.embed(texts[eligible_rows].tolist())
             position = pd.Index(train["id"].astype("str")).get_indexer(
                 pd.Index(selected["id"].astype("str"))
             )
@@ -135,7 +213,7 @@ def select_expansion_candidates(
             picked = select_expansion(
                 {name: train_emb[rows[name]] for name in seeds},
                 pool_emb,
-                unlabeled_ids=unlabeled["id"].astype("str").to_numpy(dtype=object)[eligible],
+                unlabeled_ids=unlabeled["id"].astype("str").to_numpy(dtype=object)[eligible_rows],
                 budget_per_pool=config.budgets,
                 train_embeddings=train_emb if config.dedup_threshold is not None else None,
                 seed_samples={name: seeds[name]["id"].astype("str").to_numpy() for name in seeds},
@@ -145,7 +223,7 @@ def select_expansion_candidates(
                 chunk_size=config.chunk_size,
             )
             # Row numbers of the whole unlabeled version, not of the eligible subset.
-            picked["unlabeled_index"] = eligible[picked["unlabeled_index"].to_numpy(np.int64)]
+            picked["unlabeled_index"] = eligible_rows[picked["unlabeled_index"].to_numpy(np.int64)]
             source = unlabeled.iloc[picked["unlabeled_index"].to_numpy(np.int64)]
             picked["pool"] = CANDIDATE_POOL_PREFIX + picked["seed_pool"].astype("str")
             picked["text"] = source["text"].astype("str").to_numpy()

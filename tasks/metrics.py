@@ -25,7 +25,10 @@ from tasks.common import artifact_key, content_key, publish_image, stopwatch
 def compute_sample_metrics(
     data: dict[str, Any], trained: dict[str, Any], *, round_id: str, name: str, workspace: str
 ) -> dict[str, Any]:
-    """Score every training sample from its dynamics; write ``metrics.parquet`` and a data map."""
+    """Score every training sample from its dynamics; write ``metrics.parquet`` and a data map.
+
+    ``seconds`` times the scores (read, compute, write); ``plot_seconds`` the data map.
+    """
     logger = get_run_logger()
     ws = Workspace.resolve(workspace)
     catalog = Catalog(ws.catalog_path)
@@ -41,6 +44,7 @@ def compute_sample_metrics(
         )
         out = ws.run_dir(round_id) / name
         metrics_path = write_frame(metrics, out / "metrics.parquet")
+    with stopwatch() as drawn:
         map_path = plot_data_map(
             metrics, out / "data_map.png", title=f"Data map: {name} (round {round_id})"
         )
@@ -59,4 +63,5 @@ def compute_sample_metrics(
         "variability_mean": float(metrics["variability"].mean()),
         "epochs": int(dynamics.num_epochs),
         "seconds": t["seconds"],
+        "plot_seconds": drawn["seconds"],
     }

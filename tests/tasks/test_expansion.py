@@ -17,7 +17,12 @@ from cartoflow.neardup import dedup_batch
 from cartoflow.train import TrainConfig, save_model, train_classifier
 from cartoflow.versions import register_version
 from cartoflow.workspace import Workspace, write_frame
-from tasks.expansion import CANDIDATE_COLUMNS, select_conflict_pool, select_expansion_candidates
+from tasks.expansion import (
+    CANDIDATE_COLUMNS,
+    find_expansion_eligible,
+    select_conflict_pool,
+    select_expansion_candidates,
+)
 
 LABELS = ["0", "1", "2"]
 
@@ -106,6 +111,38 @@ def test_candidates_respect_budgets_and_hold_no_near_duplicates(round_dir: dict[
     texts = [*train["text"], *picked["text"]]
     assert dedup_batch(texts)[len(train) :].all()
     assert result["near_duplicates_left_out"] > 0  # the demo pool has near-duplicates to skip
+
+
+def test_a_scan_made_ahead_picks_the_same_candidates(round_dir: dict[str, Any]) -> None:
+    """The round scans for near-duplicates while the baseline trains; the picks must not change."""
+    ws, data = round_dir["ws"], round_dir["data"]
+    config = ExpansionConfig(budgets={"hard": 15, "very_hard": 8})
+    scan = find_expansion_eligible(
+        data,
+        train_hash=data["train"]["hash"],
+        unlabeled_hash=data["unlabeled"]["hash"],
+        threshold=config.text_dedup_threshold,
+        round_id=_round_id(),
+        workspace=str(ws.root),
+    )
+    eligible = pd.read_parquet(ws.root / scan["eligible"])["eligible"].to_numpy()
+    assert len(eligible) == len(round_dir["unlabeled"])
+    assert scan["near_duplicates_left_out"] == int((~eligible).sum()) > 0
+    args = (data, round_dir["trained"], round_dir["pools"], config)
+    ahead = select_expansion_candidates(
+        *args, eligible=scan, round_id=_round_id(), workspace=str(ws.root)
+    )
+    inline = select_expansion_candidates(*args, round_id=_round_id(), workspace=str(ws.root))
+    assert ahead["near_duplicates_left_out"] == inline["near_duplicates_left_out"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(ws.root / ahead["expansion"]),
+        pd.read_parquet(ws.root / inline["expansion"]),
+    )
+    other = {**scan, "train_hash": "0" * 64}
+    with pytest.raises(ValueError, match="other dataset versions"):
+        select_expansion_candidates(
+            *args, eligible=other, round_id=_round_id(), workspace=str(ws.root)
+        )
 
 
 def test_without_an_unlabeled_pool_the_file_is_empty(round_dir: dict[str, Any]) -> None:
