@@ -10,14 +10,38 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from cartoflow.cli import build_parser, run
 
 
+def _start_embedded_api() -> threading.Thread | None:
+    """Start Prefect's embedded API in the background, unless a server is configured.
+
+    The API is a subprocess that takes seconds to come up; started first, it boots on the
+    second core while this process imports torch, the flows and Great Expectations, instead of
+    after them. Join the thread before running a flow.
+    """
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
+
+    def start() -> None:
+        from prefect.server.api.server import SubprocessASGIServer
+
+        SubprocessASGIServer().start()  # the instance Prefect's client reuses
+
+    thread = threading.Thread(target=start, name="prefect-embedded-api", daemon=True)
+    thread.start()
+    return thread
+
+
 def cmd_round(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    api = _start_embedded_api()
     from cartoflow.config import RoundConfig
     from cartoflow.workspace import Workspace
     from flows.active_learning_round import active_learning_round
@@ -54,6 +78,12 @@ def cmd_round(args: argparse.Namespace) -> int:
         config.pools = config.pools.with_budget(args.budget)
     config = RoundConfig.model_validate(config.model_dump())
     workspace = Workspace.resolve(args.workspace)
+    if config.quality_gates:
+        from cartoflow.quality import preload
+
+        preload()  # once per process, while the API boots, not inside the first gate
+    if api is not None:
+        api.join()
 
     report = active_learning_round(config=config, workspace=str(workspace.root))
     run_dir = workspace.run_dir(report["round_id"])
