@@ -5,7 +5,8 @@ load -> gate -> train with capture -> gate -> metrics -> gate -> pools -> gate -
 -> retrain with capture -> gate -> metrics -> compare -> model gate -> report
 
 The near-duplicate scans (conflict pool, expansion eligibility) need only the texts: they run
-beside the baseline training, on the core its single torch thread leaves free.
+beside the baseline training, on the core its single torch thread leaves free. The figures are
+drawn in a helper process beside the stages that follow them (tasks/figures.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tasks.expansion import (
     select_conflict_pool,
     select_expansion_candidates,
 )
+from tasks.figures import draw_before_after, draw_data_map, warm_up_figures
 from tasks.gates import (
     gate_annotations,
     gate_dataset,
@@ -67,6 +69,7 @@ def active_learning_round(
     config = config or RoundConfig()
     if config.quality_gates:
         warm_up_quality()
+    warm_up_figures()
     ws = resolve_workspace(workspace)
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
@@ -104,7 +107,8 @@ def active_learning_round(
         **common,
     )
     gates.append(gate_dynamics(baseline, **checks))
-    before = compute_sample_metrics(data, baseline, name="baseline", **common)
+    before = compute_sample_metrics(data, baseline, name="baseline", draw_map=False, **common)
+    map_before = draw_data_map.submit(before, **common)
     gates.append(gate_metrics(data, before, **checks))
     pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
     gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **checks))
@@ -124,7 +128,7 @@ def active_learning_round(
     batch = export_annotation_batch(
         data,
         pools,
-        before,
+        map_before.result(),  # the batch summary shows the data map
         batch_pools=config.batch_pools,
         conflict=conflict,
         expansion=expansion,
@@ -146,7 +150,7 @@ def active_learning_round(
         "batch": batch["counts"],
         "batch_rows": batch["rows"],
         "baseline": baseline["eval"],
-        "files": {"batch": batch["csv"], "data_map_before": before["data_map"]},
+        "files": {"batch": batch["csv"], "data_map_before": map_before.result()["data_map"]},
     }
     if not review.approve:
         report |= (
@@ -182,12 +186,16 @@ def active_learning_round(
         **common,
     )
     gates.append(gate_dynamics(retrained, **checks))
-    after = compute_sample_metrics(data, retrained, name="retrained", **common)
+    after = compute_sample_metrics(data, retrained, name="retrained", draw_map=False, **common)
+    map_after = draw_data_map.submit(after, **common)
+    before_after = draw_before_after.submit(before, after, **common)
     compared = compare_models(data, baseline, retrained, before, after, **common)
     model_gate = gate_model(baseline, retrained, tolerance=config.model_gate_tolerance, **checks)
     gates.append(model_gate)
     if model_gate["success"]:
         promote_version(data, version, workspace=ws)
+    docs = render_data_docs(**common) if config.quality_gates else None
+    figures = [map_before.result(), map_after.result(), before_after.result()]
     report |= {
         "version_out": version["version"],
         "promoted": model_gate["success"],
@@ -208,7 +216,7 @@ def active_learning_round(
             new_version=candidate,
             retrained=retrained,
             metrics_after=after,
-            data_maps={"seconds": before.get("plot_seconds", 0.0) + after.get("plot_seconds", 0.0)},
+            figures={"seconds": sum(f.get("plot_seconds", f["seconds"]) for f in figures)},
             compare=compared,
             gates={"seconds": sum(g["seconds"] for g in gates)},
         ),
@@ -216,11 +224,11 @@ def active_learning_round(
         "reason": model_gate.get("reason"),
     }
     report["files"] |= {
-        "data_map_after": after["data_map"],
-        "variability_before_after": compared["plot"],
+        "data_map_after": figures[1]["data_map"],
+        "variability_before_after": figures[2]["plot"],
         "decisions": candidate["decisions"],
     }
-    if config.quality_gates:
-        report["files"]["data_docs"] = render_data_docs(**common)
+    if docs:
+        report["files"]["data_docs"] = docs
     write_report(report, **common)
     return report

@@ -12,10 +12,9 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
 from cartoflow.catalog import Catalog
-from cartoflow.datamap import plot_before_after
 from cartoflow.report import compare_evals, distribution_summary, render_markdown
 from cartoflow.workspace import Workspace, write_json
-from tasks.common import artifact_key, publish_image, publish_markdown, stopwatch
+from tasks.common import artifact_key, publish_markdown, stopwatch
 
 
 @task(name="compare")
@@ -29,29 +28,24 @@ def compare_models(
     round_id: str,
     workspace: str,
 ) -> dict[str, Any]:
-    """Eval deltas per metric and class, and the variability of the whole set before / after."""
+    """Eval deltas per metric and class, and the variability of the whole set before / after.
+
+    The figure of the two distributions is :func:`tasks.figures.draw_before_after`.
+    """
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
         comparison = compare_evals(
             baseline["eval"], retrained["eval"], label_names=data["label_names"]
         )
-        before = pd.read_parquet(ws.root / metrics_before["metrics"])
-        after = pd.read_parquet(ws.root / metrics_after["metrics"])
-        plot = plot_before_after(
-            before, after, ws.run_dir(round_id) / "variability_before_after.png"
-        )
-    publish_image(
-        plot,
-        key=artifact_key("round", round_id, "before-after"),
-        description="Variability and confidence of the training set, before and after the fixes",
-    )
+        columns = ["variability"]
+        before = pd.read_parquet(ws.root / metrics_before["metrics"], columns=columns)
+        after = pd.read_parquet(ws.root / metrics_after["metrics"], columns=columns)
     return {
         "comparison": comparison,
         "variability": {
             "before": distribution_summary(before["variability"]),
             "after": distribution_summary(after["variability"]),
         },
-        "plot": str(plot.relative_to(ws.root)),
         "seconds": t["seconds"],
     }
 
