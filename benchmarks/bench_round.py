@@ -9,12 +9,13 @@ Prints, side by side from one run of this script:
   dynamics, score, write), and the share outside them: Prefect, Great Expectations, I/O, the
   data-map plots, the batch, expansion and versioning stages. Target <= 25%. Gates: the
   share they add to the round, target <= 10%.
-- **cold process**: ``cartoflow round`` as a new user runs it, one fresh process each, gates on
-  and off: total wall time, of which process start-up (interpreter, torch / Prefect / Great
-  Expectations imports, the embedded Prefect API) and the flow run.
+- **cold process**: ``cartoflow round`` as a new user runs it, fresh processes, gates on and
+  off alternating, ``--cold-repeats`` each, medians: total wall time, of which process start-up
+  (interpreter, torch / Prefect / Great Expectations imports, the embedded Prefect API) and the
+  flow run.
 
 Training and metrics are measured inside the tasks, so work that overlaps training on the
-second core (the near-duplicate scans) counts as training only by the time it slows it.
+second core (the near-duplicate scans, the figures) counts only by the time it slows them.
 
     python benchmarks/bench_round.py [--size demo|small|tiny] [--epochs 5] [--repeats 2]
 """
@@ -113,14 +114,18 @@ def main() -> None:
     parser.add_argument("--size", default="demo", choices=["tiny", "small", "demo"])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=2, help="warm rounds per setting")
+    parser.add_argument("--cold-repeats", type=int, default=2, help="fresh processes per setting")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = demo_data(root / "data", args.size)
-        cold = {
-            gates: cold_round(root / f"cold-{gates}", data, epochs=args.epochs, gates=gates)
-            for gates in (True, False)
-        }
+        cold_runs: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+        for repeat in range(args.cold_repeats):
+            for gates in (True, False) if repeat % 2 == 0 else (False, True):
+                workspace = root / f"cold-{gates}-{repeat}"
+                cold_runs[gates].append(
+                    cold_round(workspace, data, epochs=args.epochs, gates=gates)
+                )
         # Warm up this process (API, imports, first-call costs) on the tiny demo.
         warm_round(root / "warm-up", demo_data(root / "tiny", "tiny"), epochs=2, gates=True)
         warm: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
@@ -152,26 +157,33 @@ def main() -> None:
     print(f"  {'wall time the gates add':40}{added:>10.1%}{'':>11}   target <= 10%")
     gate_share = median_of(on, "gates") / median_of(on, "wall")
     print(f"  {'gate tasks / round wall time':40}{gate_share:>10.1%}")
-    print("  outside training + metrics, largest stages (gates on, first round, s):")
+    print("  stage timers outside training + metrics (gates on, first round, s; the near-")
+    print("  duplicate scans run beside training, the figures beside later stages):")
     stages = {k: v for k, v in on[0]["timings"].items() if k not in CORE}
     for stage, seconds in sorted(stages.items(), key=lambda kv: -kv[1])[:8]:
         print(f"    {stage:38}{seconds:>10.2f}")
     print()
+    for runs in cold_runs.values():
+        for run in runs:
+            run["start"] = run["wall"] - run["flow"]
+            run["outside"] = share_outside(run, "wall")
+    cold_on, cold_off = cold_runs[True], cold_runs[False]
+    title = f"cold process: cartoflow round (median of {args.cold_repeats})"
+    print(f"{title:42}{'gates on':>10}{'gates off':>11}")
+    for name, key in (
+        ("total wall time (s)", "wall"),
+        ("process start-up (imports, embedded API)", "start"),
+        ("flow run (s)", "flow"),
+        ("training + metrics (s)", "core"),
+    ):
+        print(f"  {name:40}{median_of(cold_on, key):>10.1f}{median_of(cold_off, key):>11.1f}")
     print(
-        f"cold process: cartoflow round, one fresh process each  {'gates on':>10}{'gates off':>11}"
+        f"  {'share outside training + metrics':40}{median_of(cold_on, 'outside'):>10.1%}"
+        f"{median_of(cold_off, 'outside'):>11.1%}"
     )
-    for name, key in (("total wall time (s)", "wall"), ("flow run (s)", "flow")):
-        print(f"  {name:40}{cold[True][key]:>10.1f}{cold[False][key]:>11.1f}")
-    start_on = cold[True]["wall"] - cold[True]["flow"]
-    start_off = cold[False]["wall"] - cold[False]["flow"]
-    print(f"  {'process start-up (imports, embedded API)':40}{start_on:>10.1f}{start_off:>11.1f}")
-    print(f"  {'training + metrics (s)':40}{cold[True]['core']:>10.1f}{cold[False]['core']:>11.1f}")
-    print(
-        f"  {'share outside training + metrics':40}{share_outside(cold[True], 'wall'):>10.1%}"
-        f"{share_outside(cold[False], 'wall'):>11.1%}"
-    )
-    print(f"  {'wall time the gates add':40}{cold[True]['wall'] / cold[False]['wall'] - 1:>10.1%}")
-    accuracy = [r["accuracy"] for r in (*on, *off, *cold.values())]
+    cold_added = median_of(cold_on, "wall") / median_of(cold_off, "wall") - 1
+    print(f"  {'wall time the gates add':40}{cold_added:>10.1%}")
+    accuracy = [r["accuracy"] for r in (*on, *off, *cold_on, *cold_off)]
     print()
     print(f"retrained eval accuracy in every round: {min(accuracy):.4f} .. {max(accuracy):.4f}")
 
