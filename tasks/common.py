@@ -23,12 +23,25 @@ from cartoflow.workspace import config_hash
 _KEY_SAFE = re.compile(r"[^a-z0-9-]+")
 
 
+def _content(value: Any) -> Any:
+    """``value`` without its timings: stage results carry ``seconds``, which are not content."""
+    if isinstance(value, dict):
+        return {k: _content(v) for k, v in value.items() if not str(k).endswith("seconds")}
+    if isinstance(value, list | tuple):
+        return [_content(v) for v in value]
+    return value
+
+
 def content_key(*names: str) -> Callable[[TaskRunContext, dict[str, Any]], str]:
-    """A Prefect ``cache_key_fn`` that hashes the named parameters (hashes, configs, round id)."""
+    """A Prefect ``cache_key_fn`` that hashes the named parameters (hashes, configs, round id).
+
+    Timings (keys ending in ``seconds``) are left out, so a stage that is not cached itself
+    (loading, which reads the files again) still hands its cached successors the same key.
+    """
 
     def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
         task_name = context.task.name if context and context.task else "task"
-        return f"{task_name}-" + config_hash(*(parameters[name] for name in names))
+        return f"{task_name}-" + config_hash(*(_content(parameters[name]) for name in names))
 
     return key
 

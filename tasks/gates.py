@@ -22,7 +22,7 @@ from cartoflow.catalog import Catalog
 from cartoflow.quality import build_data_docs, failure_rows, preload, raise_for_failures, run_suite
 from cartoflow.versions import read_version
 from cartoflow.workspace import Workspace
-from tasks.common import artifact_key, stopwatch
+from tasks.common import artifact_key, content_key, stopwatch
 
 
 def warm_up_quality() -> None:
@@ -87,6 +87,17 @@ def _gate(
     return summary
 
 
+def _before_the_pause(*inputs: str) -> dict[str, Any]:
+    """Task options for a gate that runs before the human pause: cached by content.
+
+    Its inputs are content-addressed results (hashes, configs) of cached stages, so a suspended
+    round that Prefect re-runs from the top gets the gate's result back instead of validating,
+    and recording the result in the catalog, a second time. A failed gate is not cached.
+    """
+    names = (*inputs, "round_id", "workspace", "enabled")
+    return {"cache_key_fn": content_key(*names), "persist_result": True}
+
+
 def _version_frame(data: dict[str, Any], content_hash: str, workspace: str) -> pd.DataFrame:
     ws = Workspace.resolve(workspace)
     record = Catalog(ws.catalog_path).find_version(data["dataset"], content_hash)
@@ -94,7 +105,7 @@ def _version_frame(data: dict[str, Any], content_hash: str, workspace: str) -> p
     return read_version(record, workspace=ws)
 
 
-@task(name="gate-dataset")
+@task(name="gate-dataset", **_before_the_pause("data", "min_class_share"))
 def gate_dataset(
     data: dict[str, Any],
     *,
@@ -116,7 +127,7 @@ def gate_dataset(
     )
 
 
-@task(name="gate-dynamics")
+@task(name="gate-dynamics", **_before_the_pause("trained"))
 def gate_dynamics(
     trained: dict[str, Any], *, round_id: str, workspace: str, enabled: bool = True
 ) -> dict[str, Any]:
@@ -136,7 +147,7 @@ def gate_dynamics(
     )
 
 
-@task(name="gate-metrics")
+@task(name="gate-metrics", **_before_the_pause("data", "metrics"))
 def gate_metrics(
     data: dict[str, Any],
     metrics: dict[str, Any],
@@ -160,7 +171,7 @@ def gate_metrics(
     )
 
 
-@task(name="gate-pools")
+@task(name="gate-pools", **_before_the_pause("data", "pools", "budgets"))
 def gate_pools(
     data: dict[str, Any],
     pools: dict[str, Any],

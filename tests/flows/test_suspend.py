@@ -81,7 +81,13 @@ def test_a_suspended_round_resumes_from_its_caches(tmp_path: Path) -> None:
     # the round id is stable across the re-run: one round folder, one baseline, untouched
     assert [p.name for p in (workspace / "runs").iterdir()] == [folder.name]
     assert {p: p.stat().st_mtime_ns for p in (folder / "baseline").rglob("*")} == baseline
-    assert [v.version for v in Catalog(workspace / "catalog.sqlite").versions("demo")] == [1, 2]
+    catalog = Catalog(workspace / "catalog.sqlite")
+    assert [v.version for v in catalog.versions("demo")] == [1, 2]
+    gates = catalog.gates(folder.name)["gate"].tolist()
+    once = ["dataset", "dynamics", "metrics", "pools", "annotations", "new_version", "model"]
+    # each gate recorded once (dynamics twice: two models), though the round ran twice up to
+    # its pause
+    assert sorted(gates) == sorted([*once, "dynamics"]), gates
 
     with get_client(sync_client=True) as client:
         states = client.read_flow_run_states(run.id)
