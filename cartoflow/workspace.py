@@ -96,6 +96,11 @@ def write_atomic(path: Path, writer: Callable[[Path], Any]) -> Path:
     return path
 
 
+def write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 text, atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: Path, payload: Any) -> Path:
     """Write ``payload`` as pretty UTF-8 JSON, atomically."""
     text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)

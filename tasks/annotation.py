@@ -19,7 +19,7 @@ from cartoflow.catalog import Catalog
 from cartoflow.datasets import LabelMap
 from cartoflow.neardup import dedup_batch
 from cartoflow.versions import read_version
-from cartoflow.workspace import Workspace, write_frame
+from cartoflow.workspace import Workspace, write_frame, write_text
 from tasks.common import artifact_key, content_key, png_data_url, publish_markdown, stopwatch
 
 TOP_EXAMPLES = 5
@@ -159,6 +159,9 @@ def export_annotation_batch(
         markdown = batch_markdown(
             batch, csv_path=csv_path, data_map=ws.root / metrics["data_map"], round_id=round_id
         )
+        # A file, not a result field: the summary embeds the data map (hundreds of KB), which
+        # would otherwise travel through every later task's parameters and cache keys.
+        summary = write_text(ws.run_dir(round_id) / "batch_summary.md", markdown)
     publish_markdown(
         markdown,
         key=artifact_key("round", round_id, "batch-summary"),
@@ -177,7 +180,7 @@ def export_annotation_batch(
         "rows": len(batch),
         "counts": {str(k): int(v) for k, v in batch["pool"].value_counts().items()},
         "conflict_pool": conflict["conflict_pool"] if conflict and conflict["rows"] else None,
-        "markdown": markdown,
+        "summary": str(summary.relative_to(ws.root)),
         "seconds": t["seconds"],
     }
 

@@ -52,8 +52,9 @@ def wait_for_review(
     column = config.simulated_column
     if column is not None:
         return _simulate(config, data, batch, column=column, round_id=round_id, workspace=workspace)
+    summary = (Workspace.resolve(workspace).root / batch["summary"]).read_text(encoding="utf-8")
     form = ApprovalInput.with_initial_data(
-        description=batch["markdown"], batch_path=batch["csv"], strategy=_strategy(config)
+        description=summary, batch_path=batch["csv"], strategy=_strategy(config)
     )
     timeout = int(config.timeout_days * 86400)
     key = artifact_key("approve", round_id)  # one key per round: a reused key returns old input
