@@ -87,10 +87,6 @@ class RoundConfig(BaseModel):
             raise ValueError(f"Expected 'human' or 'simulated:<column>', but got {value!r}.")
         return value
 
-    def pool_budgets(self) -> dict[str, int | None]:
-        """Pool name -> its budget (None: no limit), as the pools gate checks them."""
-        return {name: getattr(self.pools, name).budget for name in ("relabel", "hard", "very_hard")}
-
     @property
     def simulated_column(self) -> str | None:
         """The column a simulated annotator answers from, or None for people."""

@@ -276,6 +276,10 @@ class PoolConfig(BaseModel):
             }
         )
 
+    def budgets(self) -> dict[str, int | None]:
+        """Pool name -> its budget (None: no limit), as the pools gate checks them."""
+        return {name: getattr(self, name).budget for name in ("relabel", "hard", "very_hard")}
+
 
 # --------------------------------------------------------------------------------------------
 # Rules

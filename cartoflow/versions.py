@@ -95,6 +95,21 @@ def read_version(record: VersionRecord, *, workspace: Workspace) -> pd.DataFrame
     return frame
 
 
+def read_registered(workspace: Workspace, dataset: str, content_hash: str) -> pd.DataFrame:
+    """The version of ``dataset`` with ``content_hash``, read and checked (:func:`read_version`).
+
+    Raises:
+        KeyError: no such version in the workspace's catalog.
+    """
+    record = Catalog(workspace.catalog_path).find_version(dataset, content_hash)
+    if record is None:
+        raise KeyError(
+            f"Dataset version {dataset} {content_hash[:12]} is not registered in "
+            f"{workspace.catalog_path}; pass the hashes of the round that registered it."
+        )
+    return read_version(record, workspace=workspace)
+
+
 def decide(
     annotations: pd.DataFrame,
     parent: pd.DataFrame,

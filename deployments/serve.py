@@ -4,7 +4,7 @@
 
 - ``active-learning-round/active-learning-round``: triggered by hand (UI form or CLI).
 - ``nightly-reanalysis/nightly-reanalysis``: cron ``0 2 * * *`` (02:00) in ``--timezone``.
-- ``ablation/ablation``: triggered by hand; served only when ``flows/ablation.py`` exists.
+- ``ablation/ablation``: triggered by hand.
 
 Flag defaults come from the environment: ``CARTOFLOW_WORKSPACE``, ``CARTOFLOW_TIMEZONE`` (default
 UTC) and ``CARTOFLOW_NIGHTLY_CRON``. Prefect's own settings (``PREFECT_API_URL``, ...) choose the
@@ -14,8 +14,6 @@ server. Parameters default to full pydantic configs, so the UI shows every field
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import os
 import sys
 import typing
@@ -51,6 +49,7 @@ def build_deployments(
     from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Cron
 
+    from flows.ablation import ablation
     from flows.active_learning_round import active_learning_round
     from flows.nightly_reanalysis import nightly_reanalysis
 
@@ -66,12 +65,8 @@ def build_deployments(
             "Score the current dataset version again and publish what changed.",
             {"schedule": Cron(cron, timezone=timezone)},
         ),
+        (ablation, "Fix vs remove vs add: variants trained on the same data, compared.", {}),
     ]
-    ablation = _ablation_flow()
-    if ablation is not None:
-        planned.append(
-            (ablation, "Fix vs remove vs add: variants trained on the same data, compared.", {})
-        )
     return [
         cast(
             RunnerDeployment,
@@ -98,24 +93,6 @@ def form_defaults(flow: Flow[..., Any]) -> dict[str, Any]:
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
             return {"config": candidate().model_dump(mode="json")}
     return {}
-
-
-def _ablation_flow() -> Flow[..., Any] | None:
-    """The ablation flow, or None (with a logged note) while ``flows/ablation.py`` is absent."""
-    from prefect.logging import get_logger
-
-    if importlib.util.find_spec("flows.ablation") is None:
-        get_logger("cartoflow.serve").warning(
-            "flows/ablation.py is not there yet: serving without the ablation deployment."
-        )
-        return None
-    module = importlib.import_module("flows.ablation")
-    found = getattr(module, "ablation", None)
-    if not isinstance(found, Flow):
-        found = next((v for v in vars(module).values() if isinstance(v, Flow)), None)
-    if found is None:
-        raise LookupError(f"Expected a Prefect flow in {module.__file__}, but found none.")
-    return found
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

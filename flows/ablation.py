@@ -75,7 +75,7 @@ def ablation(
         data, metrics, config.pools, seed=config.seed, round_id=aid, workspace=ws
     )
     gate_pools(
-        data, pools, budgets=round_config.pool_budgets(), round_id=aid, workspace=ws, enabled=gates
+        data, pools, budgets=round_config.pools.budgets(), round_id=aid, workspace=ws, enabled=gates
     )
     expansion = (
         select_expansion_candidates(

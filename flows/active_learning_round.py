@@ -111,7 +111,7 @@ def active_learning_round(
     map_before = draw_data_map.submit(before, **common)
     gates.append(gate_metrics(data, before, **checks))
     pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
-    gates.append(gate_pools(data, pools, budgets=config.pool_budgets(), **checks))
+    gates.append(gate_pools(data, pools, budgets=config.pools.budgets(), **checks))
     conflict = conflict_run.result() if conflict_run else None
     expansion = (
         select_expansion_candidates(

@@ -38,7 +38,8 @@ def nightly_reanalysis(
 
     data = current_data(config.dataset, workspace=ws)
     previous = previous_analysis(config.dataset, analysis_id=aid, workspace=ws)
-    if previous is not None and previous["hash"] == data["train"]["hash"]:
+    reuse = previous is not None and previous["hash"] == data["train"]["hash"]
+    if reuse and previous is not None:
         trained = {"train_hash": previous["hash"], "dynamics": previous["dynamics"]}
     else:
         trained = train_model(
@@ -53,14 +54,9 @@ def nightly_reanalysis(
     metrics = compute_sample_metrics(data, trained, name="analysis", **common)
     gate_metrics(data, metrics, **common)
     pools = select_sample_pools(data, metrics, config.pools, **common)
-    gate_pools(
-        data,
-        pools,
-        budgets={n: getattr(config.pools, n).budget for n in ("relabel", "hard", "very_hard")},
-        **common,
-    )
+    gate_pools(data, pools, budgets=config.pools.budgets(), **common)
     comparison = compare_analyses(data, metrics, pools, previous, analysis_id=aid, workspace=ws)
     record_analysis(data, trained, metrics, pools, comparison, analysis_id=aid, workspace=ws)
     comparison["triggered_round"] = trigger_round(config, comparison, workspace=ws)
-    comparison["retrained"] = "role" in trained
+    comparison["retrained"] = not reuse
     return comparison

@@ -5,7 +5,6 @@ Thin shells over :mod:`cartoflow.ablation`: paths in, paths out, content cache k
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -28,10 +27,9 @@ from cartoflow.ablation import (
     train_and_evaluate,
 )
 from cartoflow.annotate import SimulatedAnnotator
-from cartoflow.catalog import Catalog
 from cartoflow.errors import CartoflowError
-from cartoflow.train import TrainConfig
-from cartoflow.versions import read_version
+from cartoflow.train_config import TrainConfig
+from cartoflow.versions import read_registered
 from cartoflow.workspace import (
     Workspace,
     check_name,
@@ -49,13 +47,6 @@ def current_ablation_id(explicit: str | None = None) -> str:
     if explicit:
         return check_name(explicit, what="ablation id")
     return "ablation-" + round_id_for(flow_run.scheduled_start_time, flow_run.id)
-
-
-def _version(ws: Workspace, dataset: str, content_hash: str) -> pd.DataFrame:
-    record = Catalog(ws.catalog_path).find_version(dataset, content_hash)
-    if record is None:
-        raise KeyError(f"Dataset version {dataset} {content_hash[:12]} is not registered.")
-    return read_version(record, workspace=ws)
 
 
 @task(
@@ -94,9 +85,9 @@ def prepare_variants(
                 f"The variants {wanted} add unlabeled samples, but the data has no unlabeled "
                 "pool. Fix: set unlabeled_path (with the annotator column), or drop them."
             )
-        base = _version(ws, data["dataset"], data["train"]["hash"])
+        base = read_registered(ws, data["dataset"], data["train"]["hash"])
         unlabeled = (
-            _version(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])
+            read_registered(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])
             if config.needs_expansion()
             else None
         )
@@ -182,7 +173,7 @@ def train_variant(
     """
     ws = Workspace.resolve(workspace)
     frame = pd.read_parquet(ws.root / variant["file"])
-    eval_frame = _version(ws, f"{data['dataset']}.eval", eval_hash)
+    eval_frame = read_registered(ws, f"{data['dataset']}.eval", eval_hash)
     result = train_and_evaluate(
         frame,
         eval_frame,
@@ -254,7 +245,7 @@ def write_ablation_report(
             "config": config.model_dump(mode="json"),
             "files": files,
         }
-        write_json(out / "ablation.json", json.loads(json.dumps(report, default=str)))
+        write_json(out / "ablation.json", report)
         markdown = render_markdown(report, image="ablation.png")
         write_atomic(out / "ablation.md", lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
     publish_markdown(

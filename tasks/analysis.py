@@ -14,7 +14,7 @@ from cartoflow.analysis import label_drift, new_candidates, region_changes, side
 from cartoflow.catalog import Catalog
 from cartoflow.config import NightlyConfig
 from cartoflow.errors import CartoflowError
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered, read_version
 from cartoflow.workspace import Workspace, write_json
 from tasks.common import artifact_key, png_data_url, publish_markdown, stopwatch
 
@@ -64,15 +64,15 @@ def compare_analyses(
     with stopwatch() as t:
         current_metrics = pd.read_parquet(ws.root / metrics["metrics"])
         current_pools = pd.read_parquet(ws.root / pools["pools"])
-        record = catalog.find_version(data["dataset"], data["train"]["hash"])
-        assert record is not None
-        labels_now = read_version(record, workspace=ws)["label"]
+        labels_now = read_registered(ws, data["dataset"], data["train"]["hash"])["label"]
         prev_metrics = prev_pools = labels_before = None
         if previous is not None:
             prev_metrics = pd.read_parquet(ws.root / previous["metrics"])
             prev_pools = pd.read_parquet(ws.root / previous["pools"])
             prev_record = catalog.find_version(data["dataset"], previous["hash"])
-            if prev_record is not None:
+            if previous["hash"] == data["train"]["hash"]:
+                labels_before = labels_now  # the same version: no need to read it again
+            elif prev_record is not None:
                 labels_before = read_version(prev_record, workspace=ws)["label"]
         fresh = new_candidates(prev_pools, current_pools, pool="relabel")
         comparison: dict[str, Any] = {

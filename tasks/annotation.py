@@ -15,10 +15,9 @@ from cartoflow.annotate import (
     export_batch,
     read_annotations,
 )
-from cartoflow.catalog import Catalog
 from cartoflow.datasets import LabelMap
 from cartoflow.neardup import dedup_batch
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_frame, write_text
 from tasks.common import artifact_key, content_key, png_data_url, publish_markdown, stopwatch
 
@@ -140,11 +139,9 @@ def export_annotation_batch(
     """Write ``batch.csv`` and ``batch.parquet`` and publish the reviewer's summary artifacts."""
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
-        record = Catalog(ws.catalog_path).find_version(data["dataset"], data["train"]["hash"])
-        assert record is not None
         rows, source = _batch_rows(
             ws,
-            read_version(record, workspace=ws),
+            read_registered(ws, data["dataset"], data["train"]["hash"]),
             pools,
             batch_pools=batch_pools,
             conflict=conflict,

@@ -20,7 +20,6 @@ import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
 
-from cartoflow.catalog import Catalog
 from cartoflow.expansion import (
     CANDIDATE_POOL_PREFIX,
     EXPANSION_COLUMNS,
@@ -29,19 +28,12 @@ from cartoflow.expansion import (
 )
 from cartoflow.neardup import conflict_pool, dedup_batch
 from cartoflow.train import load_model
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import artifact_key, content_key, publish_markdown, stopwatch
 
 CANDIDATE_COLUMNS = (*EXPANSION_COLUMNS, "pool", "text", "group")
 """Columns of ``expansion.parquet`` (``group`` only when the unlabeled pool has groups)."""
-
-
-def _version(ws: Workspace, dataset: str, content_hash: str) -> pd.DataFrame:
-    record = Catalog(ws.catalog_path).find_version(dataset, content_hash)
-    if record is None:
-        raise KeyError(f"Dataset version {dataset} {content_hash[:12]} is not registered.")
-    return read_version(record, workspace=ws)
 
 
 def _scanned(
@@ -116,8 +108,8 @@ def find_expansion_eligible(
     """
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
-        train = _version(ws, data["dataset"], train_hash)
-        unlabeled = _version(ws, f"{data['dataset']}.unlabeled", unlabeled_hash)
+        train = read_registered(ws, data["dataset"], train_hash)
+        unlabeled = read_registered(ws, f"{data['dataset']}.unlabeled", unlabeled_hash)
         keep = _eligible_rows(train, unlabeled, threshold)
         path = write_frame(
             pd.DataFrame({"eligible": keep}), ws.run_dir(round_id) / "expansion_eligible.parquet"
@@ -176,12 +168,12 @@ def select_expansion_candidates(
     ws = Workspace.resolve(workspace)
     out_path = ws.run_dir(round_id) / "expansion.parquet"
     with stopwatch() as t:
-        train = _version(ws, data["dataset"], trained["train_hash"])
+        train = read_registered(ws, data["dataset"], trained["train_hash"])
         selected = pd.read_parquet(ws.root / pools["pools"])
         seeds = {name: selected[selected["pool"] == name] for name in config.seed_pools}
         seed_counts = {name: len(rows) for name, rows in seeds.items()}
         unlabeled = (
-            _version(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])
+            read_registered(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])
             if "unlabeled" in data
             else None
         )
@@ -280,7 +272,7 @@ def select_conflict_pool(
     """
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
-        frame = _version(ws, data["dataset"], train_hash)
+        frame = read_registered(ws, data["dataset"], train_hash)
         pool = conflict_pool(
             frame["text"].astype("str").tolist(),
             frame["label"].astype("str").to_numpy(dtype=object),

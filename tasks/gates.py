@@ -20,7 +20,7 @@ from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
 from cartoflow.quality import build_data_docs, failure_rows, preload, raise_for_failures, run_suite
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace
 from tasks.common import artifact_key, content_key, stopwatch
 
@@ -99,10 +99,7 @@ def _before_the_pause(*inputs: str) -> dict[str, Any]:
 
 
 def _version_frame(data: dict[str, Any], content_hash: str, workspace: str) -> pd.DataFrame:
-    ws = Workspace.resolve(workspace)
-    record = Catalog(ws.catalog_path).find_version(data["dataset"], content_hash)
-    assert record is not None
-    return read_version(record, workspace=ws)
+    return read_registered(Workspace.resolve(workspace), data["dataset"], content_hash)
 
 
 @task(name="gate-dataset", **_before_the_pause("data", "min_class_share"))

@@ -8,11 +8,10 @@ import numpy as np
 from prefect import task
 from prefect.logging import get_run_logger
 
-from cartoflow.catalog import Catalog
 from cartoflow.datamap import plot_data_map
 from cartoflow.dynamics import read_dynamics
 from cartoflow.metrics import compute_metrics
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import artifact_key, content_key, publish_image, stopwatch
 
@@ -39,11 +38,8 @@ def compute_sample_metrics(
     """
     logger = get_run_logger()
     ws = Workspace.resolve(workspace)
-    catalog = Catalog(ws.catalog_path)
     with stopwatch() as t:
-        record = catalog.find_version(data["dataset"], trained["train_hash"])
-        assert record is not None
-        frame = read_version(record, workspace=ws)
+        frame = read_registered(ws, data["dataset"], trained["train_hash"])
         names = list(data["label_names"])
         labels = frame["label"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int64)
         dynamics = read_dynamics(ws.root / trained["dynamics"])

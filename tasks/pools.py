@@ -9,9 +9,8 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
-from cartoflow.catalog import Catalog
 from cartoflow.pools import PoolConfig, pool_summary, select_pools
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import artifact_key, content_key, stopwatch
 
@@ -34,9 +33,7 @@ def select_sample_pools(
     logger = get_run_logger()
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
-        record = Catalog(ws.catalog_path).find_version(data["dataset"], data["train"]["hash"])
-        assert record is not None
-        frame = read_version(record, workspace=ws)
+        frame = read_registered(ws, data["dataset"], data["train"]["hash"])
         scores = pd.read_parquet(ws.root / metrics["metrics"])
         pools = select_pools(
             scores,

@@ -14,9 +14,8 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
-from cartoflow.catalog import Catalog
 from cartoflow.train import EpochStats, TrainConfig, save_model, train_classifier
-from cartoflow.versions import read_version
+from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_json
 from tasks.common import artifact_key, content_key, stopwatch
 
@@ -43,14 +42,9 @@ def train_model(
     """
     logger = get_run_logger()
     ws = Workspace.resolve(workspace)
-    catalog = Catalog(ws.catalog_path)
     dataset = data["dataset"]
-    train_rec = catalog.find_version(dataset, train_hash)
-    eval_rec = catalog.find_version(f"{dataset}.eval", eval_hash)
-    if train_rec is None or eval_rec is None:
-        raise KeyError(f"Dataset versions {train_hash[:12]} / {eval_hash[:12]} are not registered.")
-    train_frame = read_version(train_rec, workspace=ws)
-    eval_frame = read_version(eval_rec, workspace=ws)
+    train_frame = read_registered(ws, dataset, train_hash)
+    eval_frame = read_registered(ws, f"{dataset}.eval", eval_hash)
     names = list(data["label_names"])
     index = {name: i for i, name in enumerate(names)}
     out = ws.run_dir(round_id) / role

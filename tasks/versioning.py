@@ -15,7 +15,14 @@ from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
 from cartoflow.report import label_change_counts
-from cartoflow.versions import Strategy, apply_decisions, decide, read_version, register_version
+from cartoflow.versions import (
+    Strategy,
+    apply_decisions,
+    decide,
+    read_registered,
+    read_version,
+    register_version,
+)
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import stopwatch
 
@@ -28,11 +35,9 @@ def _with_source_columns(
     new = ~annotated["id"].astype(object).isin(parent["id"].astype(object))
     if not new.any() or "unlabeled" not in data:
         return annotated
-    record = Catalog(ws.catalog_path).find_version(
-        f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"]
-    )
-    assert record is not None
-    source = read_version(record, workspace=ws).set_index("id")
+    source = read_registered(
+        ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"]
+    ).set_index("id")
     out = annotated.copy()
     for column in ("text", "group", "true_label"):
         if column in source.columns:

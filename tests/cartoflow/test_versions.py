@@ -6,7 +6,13 @@ import pytest
 from cartoflow.annotate import REMOVE, SKIP
 from cartoflow.catalog import Catalog
 from cartoflow.errors import DataValidationError
-from cartoflow.versions import apply_decisions, decide, read_version, register_version
+from cartoflow.versions import (
+    apply_decisions,
+    decide,
+    read_registered,
+    read_version,
+    register_version,
+)
 from cartoflow.workspace import Workspace
 
 
@@ -71,6 +77,14 @@ def test_a_version_tampered_after_a_checked_read_is_still_refused(tmp_path: Path
     changed.to_parquet(ws.root / rec.file, index=False)
     with pytest.raises(DataValidationError, match="no longer matches"):
         read_version(rec, workspace=ws)
+
+
+def test_a_registered_version_is_read_by_its_hash(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    rec = register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d")
+    assert read_registered(ws, "d", rec.hash).equals(parent)
+    with pytest.raises(KeyError, match="d 000000000000 is not registered"):
+        read_registered(ws, "d", "0" * 64)
 
 
 def test_decide_covers_every_action(parent) -> None:

@@ -37,10 +37,7 @@ def _by_name(deployments: list[Any]) -> dict[str, Any]:
 def test_serve_builds_every_deployment(serve: ModuleType, tmp_path: Path) -> None:
     built = _by_name(serve.build_deployments(workspace=str(tmp_path), timezone="Asia/Tokyo"))
 
-    expected = {ROUND, NIGHTLY}
-    if (ROOT / "flows" / "ablation.py").exists():
-        expected.add("ablation/ablation")
-    assert set(built) == expected
+    assert set(built) == {ROUND, NIGHTLY, "ablation/ablation"}
     assert built[ROUND].schedules in (None, [])  # triggered by hand
     (schedule,) = built[NIGHTLY].schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "Asia/Tokyo")
