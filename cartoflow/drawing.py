@@ -130,8 +130,6 @@ class _Helper:
 
 _HELPERS = (_Helper(), _Helper())
 """Two, so the two figures a round draws at its end are drawn at the same time."""
-for _helper in _HELPERS:
-    atexit.register(_helper.stop)
 
 
 def _free_helper() -> _Helper:
@@ -165,6 +163,9 @@ def stop() -> None:
         helper.stop()
 
 
+atexit.register(stop)
+
+
 def _serve() -> None:
     """The helper's loop: one JSON request per line on stdin, one JSON reply per line."""
     import cartoflow.datamap  # noqa: F401  (import before the first request)
@@ -177,6 +178,9 @@ def _serve() -> None:
             reply = {"error": f"{type(error).__name__}: {error}"}
         sys.stdout.write(json.dumps(reply) + "\n")
         sys.stdout.flush()
+    # Every figure is written and closed; skip tearing down matplotlib and pandas (~0.4 s
+    # that the round's process would otherwise wait for at its exit).
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -8,40 +8,27 @@ up in that server's UI.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from cartoflow.cli import build_parser, run
-
-
-def _start_embedded_api() -> threading.Thread | None:
-    """Start Prefect's embedded API in the background, unless a server is configured.
-
-    The API is a subprocess that takes seconds to come up; started first, it boots on the
-    second core while this process imports torch, the flows and Great Expectations, instead of
-    after them. Join the thread before running a flow.
-    """
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    if PREFECT_API_URL.value() or not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        return None
-
-    def start() -> None:
-        from prefect.server.api.server import SubprocessASGIServer
-
-        SubprocessASGIServer().start()  # the instance Prefect's client reuses
-
-    thread = threading.Thread(target=start, name="prefect-embedded-api", daemon=True)
-    thread.start()
-    return thread
+from flows.embedded_api import EmbeddedAPI
 
 
 def cmd_round(args: argparse.Namespace) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    api = _start_embedded_api()
+    api = EmbeddedAPI.start()  # boots on the second core while the imports below run
+    try:
+        return _run_round(args, api)
+    finally:
+        if api is not None:
+            api.stop()
+
+
+def _run_round(args: argparse.Namespace, api: EmbeddedAPI | None) -> int:
     from cartoflow.config import RoundConfig
     from cartoflow.workspace import Workspace
     from flows.active_learning_round import active_learning_round
@@ -83,7 +70,7 @@ def cmd_round(args: argparse.Namespace) -> int:
 
         preload()  # once per process, while the API boots, not inside the first gate
     if api is not None:
-        api.join()
+        api.wait_ready()
 
     report = active_learning_round(config=config, workspace=str(workspace.root))
     run_dir = workspace.run_dir(report["round_id"])
@@ -142,5 +129,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(parser, argv)
 
 
+def entry() -> None:
+    """The console script: :func:`main`, then exit without tearing the interpreter down.
+
+    With torch, Prefect and Great Expectations loaded, Python's own teardown takes 2-3 s after
+    everything is written. The exit hooks (log flushes, helper processes) still run first.
+    """
+    code = main()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

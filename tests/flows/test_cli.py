@@ -47,6 +47,9 @@ def test_round_runs_in_a_fresh_process_with_embedded_prefect(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "eval accuracy" in done.stdout
+    # The API cartoflow started served the run; Prefect did not start a second one of its own.
+    assert "Starting temporary server" not in done.stdout + done.stderr
+    assert (tmp_path / "prefect" / "prefect.db").exists()
     (report_path,) = workspace.glob("runs/*/report.json")
     assert f"report          {report_path}" in done.stdout
     report = json.loads(report_path.read_text())

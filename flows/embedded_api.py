@@ -1,0 +1,175 @@
+"""Prefect's temporary local API for ``cartoflow round``, started ahead of the heavy imports.
+
+Without ``PREFECT_API_URL``, Prefect starts a temporary API ("ephemeral mode") the first time a
+client is needed: after this process has imported torch, the flows and Great Expectations, and
+after importing Prefect's whole server app into this process just to launch it (about 5 s of
+this process's time on a 2-core machine). ``EmbeddedAPI.start`` launches the same server the same
+way (uvicorn running ``prefect.server.api.server:create_app`` with the UI and services of an
+ephemeral server) before those imports, so it boots on the second core while they run, and
+points this process's Prefect settings at it.
+
+``stop`` first hands the run's last logs and events to the API, then stops it. Prefect's own
+exit order is the reverse (the server's exit hook runs before logging's), which left every
+``cartoflow round`` waiting 5 s at exit for a log flush to a server that was gone.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+PORT_IN_USE = 3  # uvicorn's exit code when the port was taken between our check and its bind
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedAPI:
+    """A Prefect API subprocess on 127.0.0.1 that lives as long as this ``cartoflow`` command.
+
+    Args:
+        env: the server's environment (this process's Prefect settings and ephemeral mode).
+        app_dir: the folder that holds the ``prefect`` package.
+    """
+
+    def __init__(self, env: dict[str, str], app_dir: str) -> None:
+        self._env = env
+        self._app_dir = app_dir
+        self.port = _free_port()
+        self.process = self._spawn()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    @classmethod
+    def start(cls) -> EmbeddedAPI | None:
+        """Launch the API unless Prefect is configured to use a server; returns at once.
+
+        The server is launched before Prefect is imported here (a second or two), with this
+        process's environment: it reads the same profile and settings this process will.
+
+        Returns:
+            the launched API, or ``None`` when ``PREFECT_API_URL`` is set (in the environment
+            or the active profile) or ephemeral mode is switched off: Prefect then behaves
+            exactly as it would without cartoflow.
+        """
+        if os.environ.get("PREFECT_API_URL"):
+            return None
+        spec = importlib.util.find_spec("prefect")
+        if spec is None or spec.origin is None:
+            return None  # the import below names the missing install
+        server_env = {
+            **os.environ,
+            "PREFECT_UI_ENABLED": "0",
+            "PREFECT__SERVER_EPHEMERAL": "1",  # ephemeral-server services, as Prefect's own
+            "PREFECT__SERVER_FINAL": "1",
+        }
+        api = cls(server_env, str(Path(spec.origin).resolve().parent.parent))
+        from prefect.settings import get_current_settings
+
+        settings = get_current_settings()
+        if settings.api.url or not settings.server.ephemeral.enabled:
+            api.stop(drain=False)  # a server is configured in the profile: use that one
+            return None
+        api._point_prefect_here()
+        return api
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            self._app_dir,
+            "--factory",
+            "prefect.server.api.server:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "error",
+            "--lifespan",
+            "on",
+        ]
+        return subprocess.Popen(command, env=self._env)
+
+    def _point_prefect_here(self) -> None:
+        from prefect.context import refresh_global_settings_context
+
+        os.environ["PREFECT_API_URL"] = self.url
+        refresh_global_settings_context()
+
+    def wait_ready(self, *, timeout: float | None = None) -> None:
+        """Block until the API answers its health check.
+
+        Args:
+            timeout: seconds; default Prefect's ``server.ephemeral.startup_timeout_seconds``.
+
+        Raises:
+            RuntimeError: the server exited or did not answer in time; names the URL, the exit
+                code and the way around (start ``prefect server start`` and set
+                ``PREFECT_API_URL``).
+        """
+        if timeout is None:
+            from prefect.settings import get_current_settings
+
+            timeout = float(get_current_settings().server.ephemeral.startup_timeout_seconds)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.process.poll()
+            if code == PORT_IN_USE:  # lost a race for the port: take another one
+                self._relaunch()
+                continue
+            if code is not None:
+                raise RuntimeError(self._failure(f"exited with code {code}"))
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.05)
+        self.stop(drain=False)
+        raise RuntimeError(self._failure(f"did not answer within {timeout:.0f} s"))
+
+    def _relaunch(self) -> None:
+        self.port = _free_port()
+        self.process = self._spawn()
+        self._point_prefect_here()
+
+    def _failure(self, what: str) -> str:
+        return (
+            f"Prefect's temporary local API on {self.url} {what}. Its own error, if any, is "
+            "printed above. To run against a server instead, start one with "
+            "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api."
+        )
+
+    def stop(self, *, drain: bool = True) -> None:
+        """Send the run's pending logs and events (at most 5 s each), then stop the API."""
+        try:
+            if drain:
+                from prefect.events.worker import EventsWorker
+                from prefect.logging.handlers import APILogWorker
+
+                APILogWorker.drain_all(timeout=5)
+                EventsWorker.drain_all(timeout=5)
+        finally:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()

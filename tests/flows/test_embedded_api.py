@@ -1,0 +1,83 @@
+"""The embedded Prefect API that ``cartoflow round`` starts ahead of its imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.embedded_api import EmbeddedAPI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = """
+import json, os, sys, urllib.request
+from flows.embedded_api import EmbeddedAPI
+from prefect.settings import get_current_settings
+api = EmbeddedAPI.start()
+try:
+    api.wait_ready(timeout=float(sys.argv[1]))
+except RuntimeError as error:
+    print(json.dumps({"error": str(error), "exited": api.process.poll() is not None}))
+    sys.exit(0)
+with urllib.request.urlopen(api.url + "/health") as response:
+    healthy = response.status == 200
+settings_url = get_current_settings().api.url
+api.stop()
+print(json.dumps({
+    "url": api.url, "healthy": healthy, "settings_url": settings_url,
+    "env_url": os.environ["PREFECT_API_URL"], "exited": api.process.poll() is not None,
+}))
+"""
+
+
+def run_script(tmp_path: Path, timeout: float, **env: str) -> dict[str, object]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    clean |= {
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        **env,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(timeout)],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_configured_server_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
+    assert EmbeddedAPI.start() is None
+
+
+def test_the_api_starts_points_prefect_at_itself_and_stops(tmp_path: Path) -> None:
+    result = run_script(tmp_path, timeout=120)
+    assert result["healthy"] is True
+    assert result["settings_url"] == result["env_url"] == result["url"]
+    assert result["exited"] is True
+    assert (tmp_path / "prefect" / "prefect.db").exists()  # this PREFECT_HOME's database
+
+
+def test_an_api_that_cannot_start_names_the_url_and_the_way_around(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the database folder should be")
+    result = run_script(
+        tmp_path,
+        timeout=20,  # its startup fails, but uvicorn does not always exit after that
+        PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{blocked}/prefect.db",
+    )
+    assert "error" in result, result
+    message = str(result["error"])
+    assert "http://127.0.0.1:" in message
+    assert "exited with code" in message or "did not answer within 20 s" in message
+    assert "prefect server start" in message and "PREFECT_API_URL" in message
+    assert result["exited"] is True
