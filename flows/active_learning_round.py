@@ -4,9 +4,13 @@ load -> gate -> train with capture -> gate -> metrics -> gate -> pools -> gate -
 -> wait for people -> gate -> import labels -> candidate version -> gate -> register version
 -> retrain with capture -> gate -> metrics -> compare -> model gate -> report
 
-The near-duplicate scans (conflict pool, expansion eligibility) need only the texts: they run
-beside the baseline training, on the core its single torch thread leaves free. The figures are
-drawn in a helper process beside the stages that follow them (tasks/figures.py).
+Work that does not feed the next stage runs beside it, on the core the training's single torch
+thread leaves free: the near-duplicate scans (conflict pool, expansion eligibility) need only the
+texts and run beside the baseline training; the expansion's embeddings need only the baseline
+model and run beside the metrics and pools stages; the batch's artifacts are sent beside the
+stages after the batch (a round that waits for people waits for them first); the Data Docs
+pages of the gates so far are rendered while the model retrains. The figures are drawn in
+helper processes beside the stages that follow them (tasks/figures.py).
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
 from cartoflow.config import RoundConfig
-from tasks.annotation import export_annotation_batch, import_labels
+from tasks.annotation import export_annotation_batch, import_labels, publish_batch
 from tasks.data import load_data
 from tasks.expansion import (
+    embed_for_expansion,
     find_expansion_eligible,
     select_conflict_pool,
     select_expansion_candidates,
@@ -106,6 +111,13 @@ def active_learning_round(
         role="baseline",
         **common,
     )
+    embedded_run = (  # needs the model, no pool: beside the metrics and pools stages
+        embed_for_expansion.submit(
+            data, baseline, unlabeled_hash=data["unlabeled"]["hash"], **common
+        )
+        if expand
+        else None
+    )
     gates.append(gate_dynamics(baseline, **checks))
     before = compute_sample_metrics(data, baseline, name="baseline", draw_map=False, **common)
     map_before = draw_data_map.submit(before, **common)
@@ -120,6 +132,7 @@ def active_learning_round(
             pools,
             config.expansion,
             eligible=eligible_run.result() if eligible_run else None,
+            embeddings=embedded_run.result() if embedded_run else None,
             **common,
         )
         if expand
@@ -136,7 +149,8 @@ def active_learning_round(
         **common,
     )
 
-    review = wait_for_review(config, data, batch, **common)
+    published = publish_batch.submit(batch, **common)  # beside the next stages
+    review = wait_for_review(config, data, batch, published=published, **common)
     report: dict[str, Any] = {
         "round_id": rid,
         "dataset": data["dataset"],
@@ -162,6 +176,7 @@ def active_learning_round(
         report["gates"] = gates
         if config.quality_gates:
             report["files"]["data_docs"] = render_data_docs(**common)
+        published.result()
         write_report(report, **common)
         return report
 
@@ -177,6 +192,8 @@ def active_learning_round(
     )
     gates.append(gate_new_version(data, candidate, **checks))
     version = register_new_version(data, candidate, **common)
+    # The pages of the gates so far are rendered while the model retrains.
+    docs_so_far = render_data_docs.submit(**common) if config.quality_gates else None
     retrained = train_model(
         data,
         config.train,
@@ -194,7 +211,7 @@ def active_learning_round(
     gates.append(model_gate)
     if model_gate["success"]:
         promote_version(data, version, workspace=ws)
-    docs = render_data_docs(**common) if config.quality_gates else None
+    docs = render_data_docs(**common, wait_for=[docs_so_far]) if docs_so_far else None
     figures = [map_before.result(), map_after.result(), before_after.result()]
     report |= {
         "version_out": version["version"],
@@ -212,6 +229,7 @@ def active_learning_round(
             annotations=annotations,
             conflict=conflict,
             expansion_dedup=eligible_run.result() if eligible_run else None,
+            expansion_embed=embedded_run.result() if embedded_run else None,
             expansion=expansion,
             new_version=candidate,
             retrained=retrained,
@@ -230,5 +248,6 @@ def active_learning_round(
     }
     if docs:
         report["files"]["data_docs"] = docs
+    published.result()  # sent beside the stages since the batch; raises if it failed
     write_report(report, **common)
     return report

@@ -159,17 +159,6 @@ def export_annotation_batch(
         # A file, not a result field: the summary embeds the data map (hundreds of KB), which
         # would otherwise travel through every later task's parameters and cache keys.
         summary = write_text(ws.run_dir(round_id) / "batch_summary.md", markdown)
-    publish_markdown(
-        markdown,
-        key=artifact_key("round", round_id, "batch-summary"),
-        description="What the reviewers are asked to approve",
-    )
-    if len(batch):
-        create_table_artifact(
-            table=batch.drop(columns=["new_label"]).astype(str).to_dict(orient="records"),
-            key=artifact_key("round", round_id, "batch"),
-            description="The annotation batch",
-        )
     get_run_logger().info("Annotation batch: %d samples in %s", len(batch), csv_path)
     return {
         "csv": str(csv_path),
@@ -180,6 +169,35 @@ def export_annotation_batch(
         "summary": str(summary.relative_to(ws.root)),
         "seconds": t["seconds"],
     }
+
+
+@task(name="publish-batch", cache_key_fn=content_key("batch", "round_id"))
+def publish_batch(batch: dict[str, Any], *, round_id: str, workspace: str) -> list[str]:
+    """Publish what the reviewers see in the Prefect UI: the batch summary and the batch table.
+
+    Its own task, so that the artifacts (the summary embeds the data map) are sent while the
+    round goes on when nobody waits for them; a round that waits for people waits for this
+    first.
+
+    Returns:
+        The artifact keys.
+    """
+    ws = Workspace.resolve(workspace)
+    keys = [artifact_key("round", round_id, "batch-summary")]
+    publish_markdown(
+        (ws.root / batch["summary"]).read_text(encoding="utf-8"),
+        key=keys[0],
+        description="What the reviewers are asked to approve",
+    )
+    if batch["rows"]:
+        keys.append(artifact_key("round", round_id, "batch"))
+        table = pd.read_parquet(batch["parquet"]).drop(columns=["new_label"])
+        create_table_artifact(
+            table=table.astype(str).to_dict(orient="records"),
+            key=keys[1],
+            description="The annotation batch",
+        )
+    return keys
 
 
 def _spread_to_groups(annotated: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:

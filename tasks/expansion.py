@@ -9,10 +9,12 @@ pools as seeds and picks their nearest remaining neighbours with a budget per po
 (:func:`cartoflow.neardup.conflict_pool`). ``find_expansion_eligible`` does the expansion's
 near-duplicate scan ahead of time: both scans need only the texts, so the round runs them on
 the second core while the baseline model trains (training uses one thread).
+``embed_for_expansion`` embeds ahead of time too, beside the metrics and pools stages.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ from cartoflow.expansion import (
 from cartoflow.neardup import conflict_pool, dedup_batch
 from cartoflow.train import load_model
 from cartoflow.versions import read_registered
-from cartoflow.workspace import Workspace, write_frame
+from cartoflow.workspace import Workspace, write_atomic, write_frame
 from tasks.common import artifact_key, content_key, publish_markdown, stopwatch
 
 CANDIDATE_COLUMNS = (*EXPANSION_COLUMNS, "pool", "text", "group")
@@ -130,6 +132,73 @@ def find_expansion_eligible(
     }
 
 
+def _save_embeddings(path: Path, train: np.ndarray, unlabeled: np.ndarray) -> Path:
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a file object: np.savez would append ".npz" to a name
+            np.savez(handle, train=train, unlabeled=unlabeled)
+
+    return write_atomic(path, write)
+
+
+def _stored_embeddings(
+    ws: Workspace, embeddings: dict[str, Any], trained: dict[str, Any], unlabeled_hash: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (N, D) training and (M, D) unlabeled embeddings ``embed_for_expansion`` wrote."""
+    made_for = (embeddings["model"], embeddings["train_hash"], embeddings["unlabeled_hash"])
+    if made_for != (trained["model"], trained["train_hash"], unlabeled_hash):
+        raise ValueError(
+            f"The embeddings in {embeddings['embeddings']} were made with {made_for[0]} for "
+            f"versions ({made_for[1][:12]}, {made_for[2][:12]}), not with {trained['model']} "
+            f"for ({trained['train_hash'][:12]}, {unlabeled_hash[:12]}); pass the embeddings "
+            "of the same round."
+        )
+    with np.load(ws.root / embeddings["embeddings"]) as stored:
+        return stored["train"], stored["unlabeled"]
+
+
+@task(
+    name="expansion-embed",
+    cache_key_fn=content_key("trained", "unlabeled_hash", "round_id"),
+    persist_result=True,
+)
+def embed_for_expansion(
+    data: dict[str, Any],
+    trained: dict[str, Any],
+    *,
+    unlabeled_hash: str,
+    round_id: str,
+    workspace: str,
+) -> dict[str, Any]:
+    """Embed the training set and the unlabeled pool with ``trained``'s model.
+
+    Needs the model but no pool, so the round runs it beside the metrics and pools stages;
+    ``select_expansion_candidates`` then only searches. Writes
+    ``runs/<round>/expansion_embeddings.npz``: ``train`` (N, D) and ``unlabeled`` (M, D)
+    float32, rows in version order.
+
+    Returns:
+        ``embeddings`` (workspace-relative path), ``model``, ``train_hash``,
+        ``unlabeled_hash`` and ``seconds``.
+    """
+    ws = Workspace.resolve(workspace)
+    with stopwatch() as t:
+        train = read_registered(ws, data["dataset"], trained["train_hash"])
+        unlabeled = read_registered(ws, f"{data['dataset']}.unlabeled", unlabeled_hash)
+        model: Any = load_model(ws.root / trained["model"])
+        path = _save_embeddings(
+            ws.run_dir(round_id) / "expansion_embeddings.npz",
+            model.embed(train["text"].astype("str").tolist()),
+            model.embed(unlabeled["text"].astype("str").tolist()),
+        )
+    return {
+        "embeddings": str(path.relative_to(ws.root)),
+        "model": trained["model"],
+        "train_hash": trained["train_hash"],
+        "unlabeled_hash": unlabeled_hash,
+        "seconds": t["seconds"],
+    }
+
+
 @task(
     name="expansion",
     cache_key_fn=content_key("trained", "pools", "config", "round_id"),
@@ -142,6 +211,7 @@ def select_expansion_candidates(
     config: ExpansionConfig,
     *,
     eligible: dict[str, Any] | None = None,
+    embeddings: dict[str, Any] | None = None,
     round_id: str,
     workspace: str,
 ) -> dict[str, Any]:
@@ -156,6 +226,8 @@ def select_expansion_candidates(
         config: seed pools, budgets, neighbours per seed, de-duplication thresholds.
         eligible: ``find_expansion_eligible``'s result for the same training and unlabeled
             versions; None scans for near-duplicates here.
+        embeddings: ``embed_for_expansion``'s result for the same model and versions; None
+            embeds here.
 
     Returns:
         ``expansion`` (workspace-relative path), ``rows``, ``counts`` (candidates per seed
@@ -190,9 +262,15 @@ def select_expansion_candidates(
             )
             eligible_rows = np.flatnonzero(keep)
             dropped = len(unlabeled) - eligible_rows.size
-            model: Any = load_model(ws.root / trained["model"])
-            train_emb = model.embed(train["text"].astype("str").tolist())
-            pool_emb = model.embed(texts[eligible_rows].tolist())
+            if embeddings is not None:
+                train_emb, pool_emb = _stored_embeddings(
+                    ws, embeddings, trained, data["unlabeled"]["hash"]
+                )
+                pool_emb = pool_emb[eligible_rows]
+            else:
+                model: Any = load_model(ws.root / trained["model"])
+                train_emb = model.embed(train["text"].astype("str").tolist())
+                pool_emb = model.embed(texts[eligible_rows].tolist())
             position = pd.Index(train["id"].astype("str")).get_indexer(
                 pd.Index(selected["id"].astype("str"))
             )

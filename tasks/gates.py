@@ -287,6 +287,6 @@ def gate_model(
 
 @task(name="data-docs")
 def render_data_docs(*, round_id: str, workspace: str) -> str:
-    """Render the Great Expectations Data Docs of every gate this round ran, once."""
+    """Render the Great Expectations Data Docs pages of the gates run since the last render."""
     ws = Workspace.resolve(workspace)
     return str(build_data_docs(docs_dir(workspace, round_id)).relative_to(ws.root))

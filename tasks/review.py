@@ -7,7 +7,7 @@ flow run from the flow's own context.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
@@ -20,6 +20,9 @@ from cartoflow.config import RoundConfig
 from cartoflow.versions import read_version
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import artifact_key
+
+if TYPE_CHECKING:
+    from prefect.futures import PrefectFuture
 
 
 class ApprovalInput(RunInput):
@@ -43,15 +46,22 @@ def wait_for_review(
     data: dict[str, Any],
     batch: dict[str, Any],
     *,
+    published: PrefectFuture[list[str]] | None = None,
     round_id: str,
     workspace: str,
 ) -> ApprovalInput:
-    """Return the reviewers' answer: from people through the Prefect UI, or simulated."""
+    """Return the reviewers' answer: from people through the Prefect UI, or simulated.
+
+    ``published`` is the batch's artifacts being sent (``publish_batch``): people are asked
+    only once they are there.
+    """
     if batch["rows"] == 0:  # nobody needs to be asked about an empty batch
         return ApprovalInput(approve=False, reviewer="cartoflow", notes="nothing to review")
     column = config.simulated_column
     if column is not None:
         return _simulate(config, data, batch, column=column, round_id=round_id, workspace=workspace)
+    if published is not None:
+        published.result()  # raises if they could not be published
     summary = (Workspace.resolve(workspace).root / batch["summary"]).read_text(encoding="utf-8")
     form = ApprovalInput.with_initial_data(
         description=summary, batch_path=batch["csv"], strategy=_strategy(config)

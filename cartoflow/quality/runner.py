@@ -75,6 +75,28 @@ class _Context:
     datasource: Any
     docs_dir: Path | None
     batch_definitions: dict[str, Any] = field(default_factory=dict)
+    # Results stored by this process and not rendered yet; None until the first full build,
+    # which also renders what earlier processes stored (a resumed round).
+    unrendered: list[Any] | None = None
+    site_builder: Any = None
+
+    def site(self) -> Any:
+        """The Data Docs site builder, kept: its page views keep their compiled templates.
+
+        ``context.build_data_docs`` builds a new one per call, compiling GX's Jinja templates
+        again each time (most of a build's time).
+        """
+        if self.site_builder is None:
+            from great_expectations.render.renderer.site_builder import SiteBuilder
+
+            assert self.docs_dir is not None
+            self.site_builder = SiteBuilder(
+                data_context=self.context,
+                site_name=_SITE,
+                runtime_environment={"root_directory": self.context.root_directory},
+                **_site_config(self.docs_dir),
+            )
+        return self.site_builder
 
     def batch_definition(self, suite: str) -> Any:
         if suite not in self.batch_definitions:
@@ -85,6 +107,20 @@ class _Context:
 
 _LOCK = threading.RLock()
 _CONTEXTS: dict[Path | None, _Context] = {}
+
+
+def _site_config(docs_dir: Path) -> dict[str, Any]:
+    return {
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir),
+        },
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        # Suites are rebuilt per call with that call's parameters; the validation pages show
+        # each expectation with its kwargs, which is what a reader needs.
+        "site_section_builders": {"expectations": "None", "profiling": "None"},
+    }
 
 
 def _new_context(docs_dir: Path | None) -> _Context:
@@ -106,21 +142,7 @@ def _new_context(docs_dir: Path | None) -> _Context:
             },
         )
         context.validation_results_store_name = _RESULTS_STORE
-        context.add_data_docs_site(
-            _SITE,
-            {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(docs_dir),
-                },
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                # Suites are rebuilt per call with that call's parameters; the validation
-                # pages show each expectation with its kwargs, which is what a reader needs.
-                "site_section_builders": {"expectations": "None", "profiling": "None"},
-            },
-        )
+        context.add_data_docs_site(_SITE, {"class_name": "SiteBuilder", **_site_config(docs_dir)})
     datasource = context.data_sources.add_pandas(_DATASOURCE)
     return _Context(context, datasource, docs_dir)
 
@@ -365,7 +387,9 @@ def _validate(
     context = gx_context.context
     context.validation_results_store.set(key, validation)
     if render:
-        context.build_data_docs(site_names=[_SITE], resource_identifiers=[key])
+        gx_context.site().build(resource_identifiers=[key])
+    elif gx_context.unrendered is not None:
+        gx_context.unrendered.append(key)
     urls = context.get_docs_sites_urls(
         resource_identifier=key, site_name=_SITE, only_if_exists=False
     )
@@ -383,20 +407,26 @@ def preload() -> None:
 
 
 def build_data_docs(data_docs_dir: Path | str) -> Path:
-    """Render the Data Docs of every validation stored under ``data_docs_dir``.
+    """Render the Data Docs pages of the validations stored under ``data_docs_dir``.
 
-    For gates run with ``render_docs=False``: one build renders all their pages, compiling
-    GX's page templates once instead of once per gate. Results stored by earlier processes
-    (a resumed round) are rendered too.
+    For gates run with ``render_docs=False``. The first build in a process renders every
+    stored result (also those of earlier processes: a resumed round), compiling GX's page
+    templates once instead of once per gate; later builds render only the results stored
+    since, plus the index. A round can so render the gates it has run while it retrains, and
+    only the last ones at its end.
 
     Returns:
         The path of the site's ``index.html``.
     """
     docs_dir = Path(data_docs_dir)
+    index = docs_dir.resolve() / "index.html"
     with _LOCK:
         gx_context = _context(docs_dir)
-        gx_context.context.build_data_docs(site_names=[_SITE])
-    return docs_dir.resolve() / "index.html"
+        pending, gx_context.unrendered = gx_context.unrendered, []
+        if pending is None or pending or not index.exists():
+            # None (and an empty list) renders every stored result.
+            gx_context.site().build(resource_identifiers=pending or None)
+    return index
 
 
 def run_suite(

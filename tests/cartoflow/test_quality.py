@@ -672,6 +672,24 @@ def test_data_docs_can_be_stored_now_and_rendered_once(tmp_path: Path) -> None:
     assert page.is_file() and "macro_f1_not_worse" in page.read_text()
 
 
+def test_a_later_build_renders_only_the_results_stored_since(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    first = run_suite("model", None, **MODEL_PARAMS, data_docs_dir=docs, render_docs=False)
+    build_data_docs(docs)
+    first_page = Path(first["data_docs_page"].removeprefix("file://"))
+    assert first_page.is_file()
+    first_page.write_text("rendered once")  # a page rendered again would lose this
+    second = _run(Case("dataset", "id_unique", _set("id", 3, "a")), data_docs_dir=docs)
+    assert Path(second["data_docs_page"].removeprefix("file://")).is_file()
+    third = run_suite("model", None, **MODEL_PARAMS, data_docs_dir=docs, render_docs=False)
+    build_data_docs(docs)
+    build_data_docs(docs)  # nothing new: renders nothing, keeps the index
+    assert Path(third["data_docs_page"].removeprefix("file://")).is_file()
+    assert first_page.read_text() == "rendered once"
+    index = (docs / "index.html").read_text()
+    assert index.count("validations/model/") == 2 and index.count("validations/dataset/") == 1
+
+
 def test_data_docs_render_results_stored_by_an_earlier_process(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     earlier = _run(Case("dataset", "id_unique", _set("id", 3, "a")), data_docs_dir=docs)

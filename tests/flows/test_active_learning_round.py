@@ -12,13 +12,19 @@ from uuid import UUID
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterName,
+)
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
 from cartoflow.catalog import Catalog
 from cartoflow.config import RoundConfig
 from flows.active_learning_round import active_learning_round
+from tasks.common import artifact_key
 
 
 def tiny_config(**updates: Any) -> RoundConfig:
@@ -62,6 +68,21 @@ def test_full_round_with_the_simulated_annotator(tmp_path: Path) -> None:
     assert added["true_label"].notna().all()  # taken from the unlabeled version, not the batch
     assert set(report["comparison"]) == {"baseline", "retrained", "delta"}
     assert report["timings"]["baseline"] > 0
+    rid = report["round_id"]
+    assert _batch_artifacts(rid) == {
+        f"round-{rid}-batch-summary": "markdown",
+        f"round-{rid}-batch": "table",
+    }
+
+
+def _batch_artifacts(round_id: str) -> dict[str, str]:
+    """The round's batch artifacts in the API: key -> type."""
+    keys = [artifact_key("round", round_id, name) for name in ("batch-summary", "batch")]
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    return {str(a.key): str(a.type) for a in found}
 
 
 def _run_in_thread(config: RoundConfig, workspace: Path, name: str) -> dict[str, Any]:
@@ -107,6 +128,8 @@ def test_pause_mode_waits_for_a_person_and_resumes(tmp_path: Path, approve: bool
     assert len(runs) == 1
     batch = pd.read_csv(runs[0] / "batch.csv", dtype=str, keep_default_na=False)
     assert len(batch) > 0
+    # What the reviewers look at is in the UI before they are asked.
+    assert sorted(_batch_artifacts(runs[0].name).values()) == ["markdown", "table"]
     truth = pd.concat(
         pd.read_parquet(tmp_path / "datasets" / name / "v0001.parquet")
         for name in ("demo", "demo.unlabeled")

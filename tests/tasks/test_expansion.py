@@ -19,6 +19,7 @@ from cartoflow.versions import register_version
 from cartoflow.workspace import Workspace, write_frame
 from tasks.expansion import (
     CANDIDATE_COLUMNS,
+    embed_for_expansion,
     find_expansion_eligible,
     select_conflict_pool,
     select_expansion_candidates,
@@ -142,6 +143,38 @@ def test_a_scan_made_ahead_picks_the_same_candidates(round_dir: dict[str, Any]) 
     with pytest.raises(ValueError, match="other dataset versions"):
         select_expansion_candidates(
             *args, eligible=other, round_id=_round_id(), workspace=str(ws.root)
+        )
+
+
+def test_embeddings_made_ahead_pick_the_same_candidates(round_dir: dict[str, Any]) -> None:
+    """The round embeds while metrics and pools run; the picks must not change."""
+    ws, data = round_dir["ws"], round_dir["data"]
+    config = ExpansionConfig(budgets={"hard": 15, "very_hard": 8})
+    unlabeled_hash = data["unlabeled"]["hash"]
+    embedded = embed_for_expansion(
+        data,
+        round_dir["trained"],
+        unlabeled_hash=unlabeled_hash,
+        round_id=_round_id(),
+        workspace=str(ws.root),
+    )
+    with np.load(ws.root / embedded["embeddings"]) as stored:
+        assert stored["train"].shape[0] == len(round_dir["train"])
+        assert stored["unlabeled"].shape[0] == len(round_dir["unlabeled"])
+        assert stored["train"].dtype == np.float32
+    args = (data, round_dir["trained"], round_dir["pools"], config)
+    ahead = select_expansion_candidates(
+        *args, embeddings=embedded, round_id=_round_id(), workspace=str(ws.root)
+    )
+    inline = select_expansion_candidates(*args, round_id=_round_id(), workspace=str(ws.root))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(ws.root / ahead["expansion"]),
+        pd.read_parquet(ws.root / inline["expansion"]),
+    )
+    other = {**embedded, "model": "runs/other/model.pt"}
+    with pytest.raises(ValueError, match="pass the embeddings of the same round"):
+        select_expansion_candidates(
+            *args, embeddings=other, round_id=_round_id(), workspace=str(ws.root)
         )
 
 
