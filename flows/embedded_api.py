@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 PORT_IN_USE = 3  # uvicorn's exit code when the port was taken between our check and its bind
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _free_port() -> int:
@@ -89,7 +91,8 @@ class EmbeddedAPI:
         command = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "flows.embedded_api",  # _serve: uvicorn, ended with this process however it ends
+            str(os.getpid()),
             "--app-dir",
             self._app_dir,
             "--factory",
@@ -173,3 +176,23 @@ class EmbeddedAPI:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
+
+
+def _serve(parent: int, uvicorn_args: list[str]) -> None:
+    """The API process: arrange to be stopped when ``parent`` dies, then become uvicorn.
+
+    ``stop`` ends the API when the round ends; this covers a round that is killed (SIGKILL, out
+    of memory), which would otherwise leave the server running with nobody to stop it. Linux
+    only (``prctl``); the signal request survives the ``exec``.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the request was in place
+            sys.exit(1)
+    os.execv(sys.executable, [sys.executable, "-m", "uvicorn", *uvicorn_args])
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), sys.argv[2:])

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,10 +36,16 @@ print(json.dumps({
 """
 
 
-def run_script(tmp_path: Path, timeout: float, **env: str) -> dict[str, object]:
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One PREFECT_HOME for the module: its database is created (migrated) once."""
+    return tmp_path_factory.mktemp("prefect")
+
+
+def run_script(home: Path, timeout: float, **env: str) -> dict[str, object]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     clean |= {
-        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         **env,
     }
@@ -59,25 +66,66 @@ def test_a_configured_server_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> N
     assert EmbeddedAPI.start() is None
 
 
-def test_the_api_starts_points_prefect_at_itself_and_stops(tmp_path: Path) -> None:
-    result = run_script(tmp_path, timeout=120)
+def test_the_api_starts_points_prefect_at_itself_and_stops(prefect_home: Path) -> None:
+    result = run_script(prefect_home, timeout=120)
     assert result["healthy"] is True
     assert result["settings_url"] == result["env_url"] == result["url"]
     assert result["exited"] is True
-    assert (tmp_path / "prefect" / "prefect.db").exists()  # this PREFECT_HOME's database
+    assert (prefect_home / "prefect.db").exists()  # this PREFECT_HOME's database
 
 
 def test_an_api_that_cannot_start_names_the_url_and_the_way_around(tmp_path: Path) -> None:
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the database folder should be")
     result = run_script(
-        tmp_path,
-        timeout=20,  # its startup fails, but uvicorn does not always exit after that
+        tmp_path / "prefect",
+        timeout=8,  # its startup fails, but uvicorn does not always exit after that
         PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{blocked}/prefect.db",
     )
     assert "error" in result, result
     message = str(result["error"])
     assert "http://127.0.0.1:" in message
-    assert "exited with code" in message or "did not answer within 20 s" in message
+    assert "exited with code" in message or "did not answer within 8 s" in message
     assert "prefect server start" in message and "PREFECT_API_URL" in message
     assert result["exited"] is True
+
+
+KILLED_SCRIPT = """
+import os, pathlib, signal, sys
+from flows.embedded_api import EmbeddedAPI
+api = EmbeddedAPI.start()
+api.wait_ready(timeout=120)
+pathlib.Path(sys.argv[1]).write_text(str(api.process.pid))
+os.kill(os.getpid(), signal.SIGKILL)  # no finally, no exit hooks: as the OOM killer would
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
+def test_the_api_stops_when_the_round_is_killed(tmp_path: Path, prefect_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    pid_file = tmp_path / "server.pid"
+    done = subprocess.run(  # no pipes: a server left running would hold them open
+        [sys.executable, "-c", KILLED_SCRIPT, str(pid_file)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert done.returncode == -9
+    server = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(server):
+        time.sleep(0.2)
+    assert not _alive(server), f"the API process {server} outlived the killed round"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
