@@ -496,6 +496,23 @@ class AblationConfig(BaseModel):
         """Whether any variant adds samples (and so needs candidates)."""
         return any(get_variant(name).kind == "expansion" for name in self.variants)
 
+    def check_splits(self, splits: Sequence[str]) -> None:
+        """Check the loaded data has what the variants need, before anything trains.
+
+        Args:
+            splits: the splits the data was loaded with (``train``, ``eval``, ``unlabeled``).
+
+        Raises:
+            DataValidationError: expansion variants without an unlabeled pool; names the
+                variants and the fix.
+        """
+        if self.needs_expansion() and "unlabeled" not in splits:
+            wanted = [v for v in self.variants if get_variant(v).kind == "expansion"]
+            raise DataValidationError(
+                f"The variants {wanted} add unlabeled samples, but the data has no unlabeled "
+                "pool. Fix: set unlabeled_path (with the annotator column), or drop them."
+            )
+
 
 # --------------------------------------------------------------------------------------------
 # Training

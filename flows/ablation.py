@@ -56,6 +56,7 @@ def ablation(
     gates = config.quality_gates
 
     data = load_data(round_config, round_id=aid, workspace=ws)
+    config.check_splits(list(data))  # now, not after the baseline has trained
     gate_dataset(
         data, min_class_share=config.min_class_share, round_id=aid, workspace=ws, enabled=gates
     )

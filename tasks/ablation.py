@@ -27,7 +27,6 @@ from cartoflow.ablation import (
     train_and_evaluate,
 )
 from cartoflow.annotate import SimulatedAnnotator
-from cartoflow.errors import CartoflowError
 from cartoflow.train_config import TrainConfig
 from cartoflow.versions import read_registered
 from cartoflow.workspace import (
@@ -74,17 +73,12 @@ def prepare_variants(
         (relabel-pool size) and ``seconds``.
 
     Raises:
-        CartoflowError: expansion variants without an unlabeled pool.
+        DataValidationError: expansion variants without an unlabeled pool.
     """
     ws = Workspace.resolve(workspace)
     out = ws.run_dir(round_id)
     with stopwatch() as t:
-        if config.needs_expansion() and "unlabeled" not in data:
-            wanted = [v for v in config.variants if VARIANTS[v].kind == "expansion"]
-            raise CartoflowError(
-                f"The variants {wanted} add unlabeled samples, but the data has no unlabeled "
-                "pool. Fix: set unlabeled_path (with the annotator column), or drop them."
-            )
+        config.check_splits(list(data))
         base = read_registered(ws, data["dataset"], data["train"]["hash"])
         unlabeled = (
             read_registered(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])

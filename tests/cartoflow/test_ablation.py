@@ -235,6 +235,14 @@ def twin(values: list[float], base: list[float]) -> tuple[float, float, float, f
     return mean, math.sqrt(var), mean - base_mean, math.sqrt(var / n + base_var / m)
 
 
+def test_expansion_variants_need_an_unlabeled_pool() -> None:
+    config = AblationConfig(variants=["baseline", "relabel-fix", "very-hard-expansion"])
+    config.check_splits(["train", "eval", "unlabeled"])
+    with pytest.raises(DataValidationError, match=r"\['very-hard-expansion'\].*unlabeled_path"):
+        config.check_splits(["train", "eval"])
+    AblationConfig(variants=["baseline", "relabel-fix"]).check_splits(["train", "eval"])
+
+
 def test_summary_math_matches_the_hand_written_twin() -> None:
     rng = np.random.default_rng(0)
     accuracies = {

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from cartoflow.ablation import QUESTIONS, AblationConfig
+from cartoflow.demo import generate_demo
+from cartoflow.errors import DataValidationError
 from cartoflow.expansion import ExpansionConfig
 from flows.ablation import ablation
 
@@ -51,3 +54,14 @@ def test_two_variants_one_seed_end_to_end(tmp_path: Path) -> None:
     assert verdicts[2].startswith("undetermined")  # one seed: no noise estimate
     markdown = (run_dir / "ablation.md").read_text()
     assert "| + very-hard expansion | 1 |" in markdown and "![ablation](ablation.png)" in markdown
+
+
+def test_expansion_without_an_unlabeled_pool_stops_before_training(tmp_path: Path) -> None:
+    train = tmp_path / "train.parquet"
+    generate_demo(n_train=200, n_eval=10, n_unlabeled=0, seed=3)["train"].to_parquet(train)
+    config = AblationConfig(
+        train_path=str(train), variants=["baseline", "very-hard-expansion"], seeds=1
+    )
+    with pytest.raises(DataValidationError, match="no unlabeled pool"):
+        ablation(config=config, workspace=str(tmp_path / "ws"))
+    assert not list((tmp_path / "ws").glob("runs/*/baseline"))  # nothing trained
