@@ -140,6 +140,14 @@ def _save_embeddings(path: Path, train: np.ndarray, unlabeled: np.ndarray) -> Pa
     return write_atomic(path, write)
 
 
+def _embed(
+    ws: Workspace, trained: dict[str, Any], train: pd.DataFrame, unlabeled_texts: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) training and (M, D) unlabeled embeddings from ``trained``'s model."""
+    model: Any = load_model(ws.root / trained["model"])
+    return model.embed(train["text"].astype("str").tolist()), model.embed(unlabeled_texts)
+
+
 def _stored_embeddings(
     ws: Workspace, embeddings: dict[str, Any], trained: dict[str, Any], unlabeled_hash: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -184,11 +192,9 @@ def embed_for_expansion(
     with stopwatch() as t:
         train = read_registered(ws, data["dataset"], trained["train_hash"])
         unlabeled = read_registered(ws, f"{data['dataset']}.unlabeled", unlabeled_hash)
-        model: Any = load_model(ws.root / trained["model"])
         path = _save_embeddings(
             ws.run_dir(round_id) / "expansion_embeddings.npz",
-            model.embed(train["text"].astype("str").tolist()),
-            model.embed(unlabeled["text"].astype("str").tolist()),
+            *_embed(ws, trained, train, unlabeled["text"].astype("str").tolist()),
         )
     return {
         "embeddings": str(path.relative_to(ws.root)),
@@ -268,9 +274,7 @@ def select_expansion_candidates(
                 )
                 pool_emb = pool_emb[eligible_rows]
             else:
-                model: Any = load_model(ws.root / trained["model"])
-                train_emb = model.embed(train["text"].astype("str").tolist())
-                pool_emb = model.embed(texts[eligible_rows].tolist())
+                train_emb, pool_emb = _embed(ws, trained, train, texts[eligible_rows].tolist())
             position = pd.Index(train["id"].astype("str")).get_indexer(
                 pd.Index(selected["id"].astype("str"))
             )

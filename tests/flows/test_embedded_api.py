@@ -42,13 +42,14 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("prefect")
 
 
-def run_script(home: Path, timeout: float, **env: str) -> dict[str, object]:
+def fresh_env(home: Path, **env: str) -> dict[str, str]:
+    """This environment without a configured API, with its own PREFECT_HOME."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    clean |= {
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        **env,
-    }
+    return clean | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **env}
+
+
+def run_script(home: Path, timeout: float, **env: str) -> dict[str, object]:
+    clean = fresh_env(home, **env)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(timeout)],
         cwd=ROOT,
@@ -102,8 +103,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # no finally, no exit hooks: as the OOM ki
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
 def test_the_api_stops_when_the_round_is_killed(tmp_path: Path, prefect_home: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = fresh_env(prefect_home)
     pid_file = tmp_path / "server.pid"
     done = subprocess.run(  # no pipes: a server left running would hold them open
         [sys.executable, "-c", KILLED_SCRIPT, str(pid_file)],
