@@ -3,7 +3,8 @@
 Prints, side by side from one run of this script:
 
 - **per round**: demo rounds run one after another in one warm process (the API up, the
-  libraries imported: a long-lived process or a second round), gates on and off alternating,
+  libraries imported: a long-lived process or a second round; the embedded API and settings
+  of ``cartoflow round``), gates on and off alternating,
   ``--repeats`` each, medians. The wall time of the flow call, the part of it spent in training
   and metrics (the stage tasks' own timers: read, train with capture, evaluate, save; read
   dynamics, score, write), and the share outside them: Prefect, Great Expectations, I/O, the
@@ -23,6 +24,7 @@ second core (the near-duplicate scans, the figures) counts only by the time it s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -38,6 +40,8 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from flows.embedded_api import EmbeddedAPI  # noqa: E402
+
 CORE = ("baseline", "retrained", "metrics", "metrics_after")
 
 
@@ -126,13 +130,25 @@ def main() -> None:
                 cold_runs[gates].append(
                     cold_round(workspace, data, epochs=args.epochs, gates=gates)
                 )
-        # Warm up this process (API, imports, first-call costs) on the tiny demo.
-        warm_round(root / "warm-up", demo_data(root / "tiny", "tiny"), epochs=2, gates=True)
+        # The Prefect API and settings `cartoflow round` uses (flows/cli.py).
+        api = EmbeddedAPI.start()
+        if api is not None:
+            api.wait_ready()
         warm: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
-        for repeat in range(args.repeats):
-            for gates in (True, False) if repeat % 2 == 0 else (False, True):
-                workspace = root / f"warm-{gates}-{repeat}"
-                warm[gates].append(warm_round(workspace, data, epochs=args.epochs, gates=gates))
+        try:
+            with api.runs() if api is not None else contextlib.nullcontext():
+                # Warm up this process (imports, first-call costs) on the tiny demo.
+                tiny = demo_data(root / "tiny", "tiny")
+                warm_round(root / "warm-up", tiny, epochs=2, gates=True)
+                for repeat in range(args.repeats):
+                    for gates in (True, False) if repeat % 2 == 0 else (False, True):
+                        workspace = root / f"warm-{gates}-{repeat}"
+                        warm[gates].append(
+                            warm_round(workspace, data, epochs=args.epochs, gates=gates)
+                        )
+        finally:
+            if api is not None:
+                api.stop()
 
     on, off = warm[True], warm[False]
     print(

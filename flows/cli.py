@@ -69,10 +69,12 @@ def _run_round(args: argparse.Namespace, api: EmbeddedAPI | None) -> int:
         from cartoflow.quality import preload
 
         preload()  # once per process, while the API boots, not inside the first gate
-    if api is not None:
+    if api is None:
+        report = active_learning_round(config=config, workspace=str(workspace.root))
+    else:
         api.wait_ready()
-
-    report = active_learning_round(config=config, workspace=str(workspace.root))
+        with api.runs():
+            report = active_learning_round(config=config, workspace=str(workspace.root))
     run_dir = workspace.run_dir(report["round_id"])
     print()
     print(f"Round {report['round_id']}: {report['state']}")

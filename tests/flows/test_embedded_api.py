@@ -28,10 +28,14 @@ except RuntimeError as error:
 with urllib.request.urlopen(api.url + "/health") as response:
     healthy = response.status == 200
 settings_url = get_current_settings().api.url
+heartbeats = get_current_settings().flows.heartbeat_frequency
+with api.runs():
+    heartbeats_in_runs = get_current_settings().flows.heartbeat_frequency
 api.stop()
 print(json.dumps({
     "url": api.url, "healthy": healthy, "settings_url": settings_url,
     "env_url": os.environ["PREFECT_API_URL"], "exited": api.process.poll() is not None,
+    "heartbeats": heartbeats, "heartbeats_in_runs": heartbeats_in_runs,
 }))
 """
 
@@ -73,6 +77,9 @@ def test_the_api_starts_points_prefect_at_itself_and_stops(prefect_home: Path) -
     assert result["settings_url"] == result["env_url"] == result["url"]
     assert result["exited"] is True
     assert (prefect_home / "prefect.db").exists()  # this PREFECT_HOME's database
+    # Flow runs against it send no heartbeats; Prefect's setting is untouched outside runs().
+    assert result["heartbeats"] is not None
+    assert result["heartbeats_in_runs"] is None
 
 
 def test_an_api_that_cannot_start_names_the_url_and_the_way_around(tmp_path: Path) -> None:
