@@ -31,7 +31,6 @@ def cmd_round(args: argparse.Namespace) -> int:
 def _run_round(args: argparse.Namespace, api: EmbeddedAPI | None) -> int:
     from cartoflow.config import RoundConfig
     from cartoflow.workspace import Workspace
-    from flows.active_learning_round import active_learning_round
 
     base = (
         RoundConfig.model_validate_json(args.config.read_text(encoding="utf-8"))
@@ -66,9 +65,11 @@ def _run_round(args: argparse.Namespace, api: EmbeddedAPI | None) -> int:
     config = RoundConfig.model_validate(config.model_dump())
     workspace = Workspace.resolve(args.workspace)
     if config.quality_gates:
-        from cartoflow.quality import preload
+        from cartoflow.quality import worker
 
-        preload()  # once per process, while the API boots, not inside the first gate
+        worker.start()  # imports Great Expectations in its own process, beside the next imports
+    from flows.active_learning_round import active_learning_round
+
     if api is None:
         report = active_learning_round(config=config, workspace=str(workspace.root))
     else:

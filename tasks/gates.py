@@ -1,14 +1,14 @@
 """Data-quality gates: one Prefect task per stage contract, each a Great Expectations suite.
 
-A gate reads the stage's output, validates it, records the result in the catalog and, on
-failure, publishes a table artifact of the failed expectations and raises ``DataQualityError``
-naming each expectation, its unexpected count and up to 20 example ids. Gates only read: nothing
-written before a gate is changed by it.
+A gate reads the stage's output, validates it (in the Great Expectations helper process of
+:mod:`cartoflow.quality.worker`), records the result in the catalog and, on failure, publishes
+a table artifact of the failed expectations and raises ``DataQualityError`` naming each
+expectation, its unexpected count and up to 20 example ids. Gates only read: nothing written
+before a gate is changed by it.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,17 @@ from prefect.artifacts import create_table_artifact
 from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
-from cartoflow.quality import build_data_docs, failure_rows, preload, raise_for_failures, run_suite
+from cartoflow.quality import failure_rows, raise_for_failures
+from cartoflow.quality.worker import build_data_docs, run_suite, start
 from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace
 from tasks.common import artifact_key, content_key, stopwatch
 
 
 def warm_up_quality() -> None:
-    """Import Great Expectations in the background while the first stages run (~3 s saved)."""
-    threading.Thread(target=preload, name="gx-preload", daemon=True).start()
+    """Launch the gates' Great Expectations process (:mod:`cartoflow.quality.worker`) now: it
+    imports Great Expectations while the first stages run."""
+    start()
 
 
 def docs_dir(workspace: str, round_id: str) -> Path:

@@ -7,6 +7,7 @@ so the cached context is warmed once per module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import subprocess
@@ -745,6 +746,35 @@ def test_two_passes_report_what_one_detailed_pass_reports(
     with mock.patch.object(runner, "_FIRST_PASS_FORMAT", runner._RESULT_FORMAT):
         detailed = run()
     assert _without_seconds(fast) == _without_seconds(detailed)
+
+
+@pytest.mark.parametrize(
+    "run",
+    [pytest.param(_passing_run(suite), id=f"{suite}-passing") for suite in SUITES]
+    + [pytest.param(lambda c=c: _run(c), id=c.id) for c in CASES],
+)
+def test_memoized_configurations_report_what_gx_own_lookups_report(
+    run: Callable[[], dict[str, Any]],
+) -> None:
+    """The memo of each expectation's configuration within a validation changes no result."""
+    memoized = run()
+    with mock.patch.object(runner, "_configurations_memoized", contextlib.nullcontext):
+        plain = run()
+    assert _without_seconds(memoized) == _without_seconds(plain)
+
+
+def test_the_configuration_memo_lives_only_inside_a_validation() -> None:
+    from great_expectations.expectations import ExpectColumnValuesToNotBeNull
+
+    expectation = ExpectColumnValuesToNotBeNull(column="id")
+    _passing_run("dataset")()  # installs the memoizing property
+    assert expectation.configuration is not expectation.configuration  # GX's: built per lookup
+    with runner._configurations_memoized():
+        first = expectation.configuration
+        assert expectation.configuration is first
+        expectation.meta = {"changed": True}  # never done during a validation; shown stale
+        assert expectation.configuration.meta != {"changed": True}
+    assert expectation.configuration.meta == {"changed": True}  # dropped with the validation
 
 
 def test_a_passing_check_with_unexpected_rows_still_lists_them() -> None:

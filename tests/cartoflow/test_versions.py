@@ -1,4 +1,5 @@
 from pathlib import Path
+from unittest import mock
 
 import pandas as pd
 import pytest
@@ -77,6 +78,19 @@ def test_a_version_tampered_after_a_checked_read_is_still_refused(tmp_path: Path
     changed.to_parquet(ws.root / rec.file, index=False)
     with pytest.raises(DataValidationError, match="no longer matches"):
         read_version(rec, workspace=ws)
+
+
+def test_each_read_of_a_kept_version_is_its_own_copy(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    rec = register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d")
+    first = read_version(rec, workspace=ws)
+    first.loc[0, "text"] = "changed by a stage, in memory"
+    first.drop(columns=["label"], inplace=True)
+    with mock.patch.object(pd, "read_parquet", side_effect=AssertionError("parsed again")):
+        second = read_version(rec, workspace=ws)  # kept in memory
+    assert second.equals(parent)
+    second.loc[1, "text"] = "changed too"
+    assert read_version(rec, workspace=ws).equals(parent)
 
 
 def test_a_registered_version_is_read_by_its_hash(tmp_path: Path, parent) -> None:
