@@ -322,7 +322,7 @@ def prepare_inputs(
     """
     base_ids = _unique_ids(base, "the training set")
     relabel_ids = pd.Index(pools.loc[pools["pool"] == RELABEL_POOL, "id"].astype("str"))
-    unknown = relabel_ids[~relabel_ids.isin(base_ids)]
+    unknown = relabel_ids[~relabel_ids.astype(object).isin(base_ids.astype(object))]
     if len(unknown):
         raise DataValidationError(
             f"Expected relabel-pool ids from the training set, but {describe_items(unknown)} "
@@ -362,7 +362,7 @@ def prepare_inputs(
                 f"Expected every expansion candidate in the unlabeled pool, but ids "
                 f"{describe_items(missing.unique())} are not in it."
             )
-        in_train = candidates["id"][candidates["id"].isin(base_ids)]
+        in_train = candidates["id"][candidates["id"].astype(object).isin(base_ids.astype(object))]
         if len(in_train):
             raise DataValidationError(
                 f"Expected expansion candidates to be new samples, but ids "

@@ -295,7 +295,8 @@ def _validate_annotations(
             "answer per sample."
         )
     batch_ids, _ = _to_strings(batch["id"])
-    unknown = np.flatnonzero(~ids.isin(set(batch_ids.tolist())).to_numpy())
+    # Object dtype: pandas 3's Arrow-backed strings check isin with a Python loop.
+    unknown = np.flatnonzero(~ids.astype(object).isin(batch_ids.astype(object)).to_numpy())
     if unknown.size:
         raise DataValidationError(
             f"{source}: ids {describe_items(ids.iloc[unknown].tolist())} on "
@@ -398,5 +399,7 @@ def annotation_coverage(annotations: pd.DataFrame, batch: pd.DataFrame) -> dict[
         "confirmed": int((labelled & (new == old)).sum()),
         "removed": int((new == REMOVE).sum()),
         "skipped": int((new == SKIP).sum()),
-        "missing": int((~batch_ids.isin(set(annotations["id"].astype(str)))).sum()),
+        "missing": int(
+            (~batch_ids.astype(object).isin(annotations["id"].astype(str).astype(object))).sum()
+        ),
     }

@@ -278,10 +278,9 @@ class Catalog:
         if missing:
             raise ValueError(f"Expected decision columns {required}, but {missing} are missing.")
         now = _now()
-        rows: Sequence[tuple[Any, ...]] = [
-            (round_id, *(None if pd.isna(v) else str(v) for v in rec), now)
-            for rec in decisions[required].itertuples(index=False, name=None)
-        ]
+        # Every value as text, missing ones as None (NULL), column by column, not per value.
+        text = decisions[required].astype("string").to_numpy(dtype=object, na_value=None)
+        rows: Sequence[tuple[Any, ...]] = [(round_id, *rec, now) for rec in text.tolist()]
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO label_decisions (round_id, sample_id, old_label, new_label, action, "

@@ -8,7 +8,6 @@ import numpy as np
 from prefect import task
 from prefect.logging import get_run_logger
 
-from cartoflow.datamap import plot_data_map
 from cartoflow.dynamics import read_dynamics
 from cartoflow.metrics import compute_metrics
 from cartoflow.versions import read_registered
@@ -60,6 +59,8 @@ def compute_sample_metrics(
     }
     if not draw_map:
         return result
+    from cartoflow.datamap import plot_data_map  # matplotlib: only when drawing here
+
     with stopwatch() as drawn:
         map_path = plot_data_map(
             metrics, out / "data_map.png", title=f"Data map: {name} (round {round_id})"
