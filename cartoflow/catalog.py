@@ -279,8 +279,11 @@ class Catalog:
             raise ValueError(f"Expected decision columns {required}, but {missing} are missing.")
         now = _now()
         # Every value as text, missing ones as None (NULL), column by column, not per value.
-        text = decisions[required].astype("string").to_numpy(dtype=object, na_value=None)
-        rows: Sequence[tuple[Any, ...]] = [(round_id, *rec, now) for rec in text.tolist()]
+        text = decisions[required].astype("string").astype(object)
+        text = text.where(text.notna(), None)
+        rows: Sequence[tuple[Any, ...]] = [
+            (round_id, *rec, now) for rec in text.to_numpy().tolist()
+        ]
         with self._connect() as db:
             db.executemany(
                 "INSERT INTO label_decisions (round_id, sample_id, old_label, new_label, action, "
