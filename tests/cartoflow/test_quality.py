@@ -12,7 +12,7 @@ import json
 import pickle
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -733,11 +733,14 @@ def _passing_run(suite: str) -> Callable[[], dict[str, Any]]:
     return lambda: run_suite(suite, frame, **params)
 
 
-@pytest.mark.parametrize(
-    "run",
-    [pytest.param(_passing_run(suite), id=f"{suite}-passing") for suite in SUITES]
-    + [pytest.param(lambda c=c: _run(c), id=c.id) for c in map(CASES_BY_ID.get, TWIN_CASES)],
-)
+def _runs(cases: Iterable[Case]) -> list[Any]:
+    """Test parameters: every suite's passing frame, then each of ``cases``."""
+    return [pytest.param(_passing_run(suite), id=f"{suite}-passing") for suite in SUITES] + [
+        pytest.param(lambda c=c: _run(c), id=c.id) for c in cases
+    ]
+
+
+@pytest.mark.parametrize("run", _runs(CASES_BY_ID[case] for case in TWIN_CASES))
 def test_two_passes_report_what_one_detailed_pass_reports(
     run: Callable[[], dict[str, Any]],
 ) -> None:
@@ -748,11 +751,7 @@ def test_two_passes_report_what_one_detailed_pass_reports(
     assert _without_seconds(fast) == _without_seconds(detailed)
 
 
-@pytest.mark.parametrize(
-    "run",
-    [pytest.param(_passing_run(suite), id=f"{suite}-passing") for suite in SUITES]
-    + [pytest.param(lambda c=c: _run(c), id=c.id) for c in CASES],
-)
+@pytest.mark.parametrize("run", _runs(CASES))
 def test_memoized_configurations_report_what_gx_own_lookups_report(
     run: Callable[[], dict[str, Any]],
 ) -> None:
