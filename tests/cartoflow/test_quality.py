@@ -751,15 +751,24 @@ def test_two_passes_report_what_one_detailed_pass_reports(
     assert _without_seconds(fast) == _without_seconds(detailed)
 
 
+SHORTCUTS = {
+    # The memo of each expectation's configuration within a validation.
+    "memo": ("_configurations_memoized", contextlib.nullcontext),
+    # Narrow numeric columns (float32 probabilities, int16 predictions) widened for GX.
+    "widened": ("_widened", lambda frame: frame),
+}
+
+
+@pytest.mark.parametrize("shortcut", list(SHORTCUTS))
 @pytest.mark.parametrize("run", _runs(CASES))
-def test_memoized_configurations_report_what_gx_own_lookups_report(
-    run: Callable[[], dict[str, Any]],
+def test_the_validation_shortcuts_change_no_result(
+    run: Callable[[], dict[str, Any]], shortcut: str
 ) -> None:
-    """The memo of each expectation's configuration within a validation changes no result."""
-    memoized = run()
-    with mock.patch.object(runner, "_configurations_memoized", contextlib.nullcontext):
+    """Each shortcut against GX's own way (the shortcut switched off), every suite and case."""
+    fast = run()
+    with mock.patch.object(runner, *SHORTCUTS[shortcut]):
         plain = run()
-    assert _without_seconds(memoized) == _without_seconds(plain)
+    assert _without_seconds(fast) == _without_seconds(plain)
 
 
 def test_the_configuration_memo_lives_only_inside_a_validation() -> None:
