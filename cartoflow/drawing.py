@@ -91,4 +91,4 @@ def _import_datamap() -> None:
 
 
 if __name__ == "__main__":
-    serve(FIGURES, warm_up=_import_datamap)
+    serve(FIGURES, warm_up=_import_datamap, nice=15)

@@ -152,13 +152,20 @@ class Helper:
 
 
 def serve(
-    functions: Mapping[str, Callable[..., Any]], *, warm_up: Callable[[], Any] | None = None
+    functions: Mapping[str, Callable[..., Any]],
+    *,
+    warm_up: Callable[[], Any] | None = None,
+    nice: int = 0,
 ) -> NoReturn:
     """The helper's loop: run each request from stdin, reply on stdout, until stdin closes.
 
     ``warm_up`` runs first (the imports), before the first request is read. Anything the
-    functions print goes to stderr: stdout carries only the replies.
+    functions print goes to stderr: stdout carries only the replies. ``nice`` > 0 lowers the
+    helper's CPU priority: work that runs beside the caller's next steps then takes the cores
+    they leave, instead of half of theirs.
     """
+    if nice > 0 and hasattr(os, "nice"):
+        os.nice(nice)
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     requests = sys.stdin.buffer

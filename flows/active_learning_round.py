@@ -7,10 +7,11 @@ load -> gate -> train with capture -> gate -> metrics -> gate -> pools -> gate -
 Work that does not feed the next stage runs beside it, on the core the training's single torch
 thread leaves free: the near-duplicate scans (conflict pool, expansion eligibility) need only the
 texts and run beside the baseline training; the expansion's embeddings need only the baseline
-model and run beside the metrics and pools stages; the batch's artifacts are sent beside the
-stages after the batch (a round that waits for people waits for them first); the Data Docs
-pages of the gates so far are rendered while the model retrains. The figures are drawn in
-helper processes beside the stages that follow them (tasks/figures.py).
+model and are made beside the metrics and pools stages, in a helper process at a lower CPU
+priority (cartoflow/embedder.py); the batch's artifacts are sent beside the stages after the
+batch (a round that waits for people waits for them first); the Data Docs pages of the gates
+so far are rendered while the model retrains. The figures are drawn in helper processes beside
+the stages that follow them (tasks/figures.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tasks.expansion import (
     find_expansion_eligible,
     select_conflict_pool,
     select_expansion_candidates,
+    warm_up_expansion,
 )
 from tasks.figures import draw_before_after, draw_data_map, warm_up_figures
 from tasks.gates import (
@@ -75,6 +77,8 @@ def active_learning_round(
     if config.quality_gates:
         warm_up_quality()
     warm_up_figures()
+    if config.expand:
+        warm_up_expansion()
     ws = resolve_workspace(workspace)
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
@@ -141,7 +145,6 @@ def active_learning_round(
     batch = export_annotation_batch(
         data,
         pools,
-        map_before.result(),  # the batch summary shows the data map
         batch_pools=config.batch_pools,
         conflict=conflict,
         expansion=expansion,
@@ -149,7 +152,8 @@ def active_learning_round(
         **common,
     )
 
-    published = publish_batch.submit(batch, **common)  # beside the next stages
+    # The summary shows the data map, still being drawn: sent beside the next stages.
+    published = publish_batch.submit(batch, map_before, **common)
     review = wait_for_review(config, data, batch, published=published, **common)
     report: dict[str, Any] = {
         "round_id": rid,

@@ -127,7 +127,6 @@ def _batch_rows(
 def export_annotation_batch(
     data: dict[str, Any],
     pools: dict[str, Any],
-    metrics: dict[str, Any],
     *,
     batch_pools: list[str],
     conflict: dict[str, Any] | None = None,
@@ -136,7 +135,7 @@ def export_annotation_batch(
     round_id: str,
     workspace: str,
 ) -> dict[str, Any]:
-    """Write ``batch.csv`` and ``batch.parquet`` and publish the reviewer's summary artifacts."""
+    """Write ``batch.csv`` and ``batch.parquet``; ``publish_batch`` then tells the reviewers."""
     ws = Workspace.resolve(workspace)
     with stopwatch() as t:
         rows, source = _batch_rows(
@@ -153,12 +152,6 @@ def export_annotation_batch(
             rows, source, ws.run_dir(round_id) / "batch", label_map=label_map
         )
         batch = pd.read_parquet(parquet_path)
-        markdown = batch_markdown(
-            batch, csv_path=csv_path, data_map=ws.root / metrics["data_map"], round_id=round_id
-        )
-        # A file, not a result field: the summary embeds the data map (hundreds of KB), which
-        # would otherwise travel through every later task's parameters and cache keys.
-        summary = write_text(ws.run_dir(round_id) / "batch_summary.md", markdown)
     get_run_logger().info("Annotation batch: %d samples in %s", len(batch), csv_path)
     return {
         "csv": str(csv_path),
@@ -166,38 +159,50 @@ def export_annotation_batch(
         "rows": len(batch),
         "counts": {str(k): int(v) for k, v in batch["pool"].value_counts().items()},
         "conflict_pool": conflict["conflict_pool"] if conflict and conflict["rows"] else None,
-        "summary": str(summary.relative_to(ws.root)),
         "seconds": t["seconds"],
     }
 
 
-@task(name="publish-batch", cache_key_fn=content_key("batch", "round_id"))
-def publish_batch(batch: dict[str, Any], *, round_id: str, workspace: str) -> list[str]:
-    """Publish what the reviewers see in the Prefect UI: the batch summary and the batch table.
+@task(name="publish-batch", cache_key_fn=content_key("batch", "data_map", "round_id"))
+def publish_batch(
+    batch: dict[str, Any], data_map: dict[str, Any], *, round_id: str, workspace: str
+) -> dict[str, Any]:
+    """Tell the reviewers: write ``batch_summary.md`` (counts, top examples, the data map, what
+    to do) and publish it and the batch table as artifacts in the Prefect UI.
 
-    Its own task, so that the artifacts (the summary embeds the data map) are sent while the
+    Its own task, beside the stages after the batch: the data map it embeds is still being
+    drawn when the batch is exported, and the artifacts (hundreds of KB) are sent while the
     round goes on when nobody waits for them; a round that waits for people waits for this
     first.
 
+    Args:
+        batch: ``export_annotation_batch``'s result.
+        data_map: ``draw_data_map``'s result for the baseline (``data_map``: its PNG).
+
     Returns:
-        The artifact keys.
+        ``summary`` (workspace-relative path of the markdown) and ``artifacts`` (their keys).
     """
     ws = Workspace.resolve(workspace)
-    keys = [artifact_key("round", round_id, "batch-summary")]
-    publish_markdown(
-        (ws.root / batch["summary"]).read_text(encoding="utf-8"),
-        key=keys[0],
-        description="What the reviewers are asked to approve",
+    rows = pd.read_parquet(batch["parquet"])
+    markdown = batch_markdown(
+        rows,
+        csv_path=Path(batch["csv"]),
+        data_map=ws.root / data_map["data_map"],
+        round_id=round_id,
     )
+    # A file, not a result field: the summary embeds the data map (hundreds of KB), which would
+    # otherwise travel through later tasks' parameters and cache keys.
+    summary = write_text(ws.run_dir(round_id) / "batch_summary.md", markdown)
+    keys = [artifact_key("round", round_id, "batch-summary")]
+    publish_markdown(markdown, key=keys[0], description="What the reviewers are asked to approve")
     if batch["rows"]:
         keys.append(artifact_key("round", round_id, "batch"))
-        table = pd.read_parquet(batch["parquet"]).drop(columns=["new_label"])
         create_table_artifact(
-            table=table.astype(str).to_dict(orient="records"),
+            table=rows.drop(columns=["new_label"]).astype(str).to_dict(orient="records"),
             key=keys[1],
             description="The annotation batch",
         )
-    return keys
+    return {"summary": str(summary.relative_to(ws.root)), "artifacts": keys}
 
 
 def _spread_to_groups(annotated: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:

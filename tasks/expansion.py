@@ -9,7 +9,8 @@ pools as seeds and picks their nearest remaining neighbours with a budget per po
 (:func:`cartoflow.neardup.conflict_pool`). ``find_expansion_eligible`` does the expansion's
 near-duplicate scan ahead of time: both scans need only the texts, so the round runs them on
 the second core while the baseline model trains (training uses one thread).
-``embed_for_expansion`` embeds ahead of time too, beside the metrics and pools stages.
+``embed_for_expansion`` embeds ahead of time too, beside the metrics and pools stages, in the
+embedding helper process of :mod:`cartoflow.embedder`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
 
+from cartoflow import embedder
 from cartoflow.expansion import (
     CANDIDATE_POOL_PREFIX,
     EXPANSION_COLUMNS,
@@ -29,7 +31,6 @@ from cartoflow.expansion import (
     select_expansion,
 )
 from cartoflow.neardup import conflict_pool, dedup_batch
-from cartoflow.train import load_model
 from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_atomic, write_frame
 from tasks.common import artifact_key, content_key, publish_markdown, stopwatch
@@ -143,9 +144,17 @@ def _save_embeddings(path: Path, train: np.ndarray, unlabeled: np.ndarray) -> Pa
 def _embed(
     ws: Workspace, trained: dict[str, Any], train: pd.DataFrame, unlabeled_texts: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) training and (M, D) unlabeled embeddings from ``trained``'s model."""
-    model: Any = load_model(ws.root / trained["model"])
-    return model.embed(train["text"].astype("str").tolist()), model.embed(unlabeled_texts)
+    """(N, D) training and (M, D) unlabeled embeddings from ``trained``'s model, made in the
+    embedding helper process (:mod:`cartoflow.embedder`)."""
+    train_emb, unlabeled_emb = embedder.embed(
+        ws.root / trained["model"], train["text"].astype("str").tolist(), unlabeled_texts
+    )
+    return train_emb, unlabeled_emb
+
+
+def warm_up_expansion() -> None:
+    """Launch the embedding helper now: it imports torch while the baseline trains."""
+    embedder.start()
 
 
 def _stored_embeddings(

@@ -19,6 +19,7 @@ from cartoflow.catalog import Catalog
 from cartoflow.config import RoundConfig
 from cartoflow.versions import read_version
 from cartoflow.workspace import Workspace, write_frame
+from tasks.annotation import batch_markdown
 from tasks.common import artifact_key
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def wait_for_review(
     data: dict[str, Any],
     batch: dict[str, Any],
     *,
-    published: PrefectFuture[list[str]] | None = None,
+    published: PrefectFuture[dict[str, Any]] | None = None,
     round_id: str,
     workspace: str,
 ) -> ApprovalInput:
@@ -60,9 +61,16 @@ def wait_for_review(
     column = config.simulated_column
     if column is not None:
         return _simulate(config, data, batch, column=column, round_id=round_id, workspace=workspace)
-    if published is not None:
-        published.result()  # raises if they could not be published
-    summary = (Workspace.resolve(workspace).root / batch["summary"]).read_text(encoding="utf-8")
+    if published is not None:  # raises if they could not be published
+        ws = Workspace.resolve(workspace)
+        summary = (ws.root / published.result()["summary"]).read_text(encoding="utf-8")
+    else:
+        summary = batch_markdown(
+            pd.read_parquet(batch["parquet"]),
+            csv_path=Path(batch["csv"]),
+            data_map=None,
+            round_id=round_id,
+        )
     form = ApprovalInput.with_initial_data(
         description=summary, batch_path=batch["csv"], strategy=_strategy(config)
     )

@@ -73,6 +73,8 @@ def test_full_round_with_the_simulated_annotator(tmp_path: Path) -> None:
         f"round-{rid}-batch-summary": "markdown",
         f"round-{rid}-batch": "table",
     }
+    summary = (tmp_path / "runs" / rid / "batch_summary.md").read_text(encoding="utf-8")
+    assert "![data map](data:image/png;base64," in summary  # the baseline's, drawn beside
 
 
 def _batch_artifacts(round_id: str) -> dict[str, str]:
