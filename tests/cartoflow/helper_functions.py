@@ -35,7 +35,11 @@ def die() -> None:
     os._exit(3)
 
 
-FUNCTIONS = {f.__name__: f for f in (pid, echo, fail, chatty, lock, die)}
+def niceness() -> int:
+    return os.nice(0)
+
+
+FUNCTIONS = {f.__name__: f for f in (pid, echo, fail, chatty, lock, die, niceness)}
 
 if __name__ == "__main__":
-    serve(FUNCTIONS)
+    serve(FUNCTIONS, nice=int(os.environ.get("HELPER_TEST_NICE", "0")))

@@ -92,6 +92,14 @@ def test_without_processes_every_call_runs_here(
         helper.call("fail", "still raised")
 
 
+def test_a_helper_can_run_at_a_lower_cpu_priority(
+    helper: Helper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = os.nice(0)
+    monkeypatch.setenv("HELPER_TEST_NICE", "7")
+    assert helper.call("niceness") == min(here + 7, 19)
+
+
 def test_an_unknown_function_is_refused(helper: Helper) -> None:
     with pytest.raises(KeyError):
         helper.call("nope")
