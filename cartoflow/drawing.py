@@ -6,9 +6,10 @@ processes (``python -m cartoflow.drawing``, which imports only matplotlib, panda
 :mod:`cartoflow.datamap`) and waits for its file, so the drawing runs on another core while
 other threads of the caller go on. :func:`start` boots the helpers ahead of the first figure.
 
-The helpers are :class:`cartoflow.helpers.Helper` processes. Where a helper cannot start, or
-dies, the figure is drawn in the calling process, so the file (or the error, with its type
-and message) is the same either way.
+The helpers are :class:`cartoflow.helpers.Helper` processes at ``nice`` 15: a figure is
+wanted after the stages it is drawn beside, so those get the cores first. Where a helper
+cannot start, or dies, the figure is drawn in the calling process, so the file (or the error,
+with its type and message) is the same either way.
 
 Figures (each reads Parquet files and writes a PNG; returns the PNG path):
 

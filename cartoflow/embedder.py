@@ -4,7 +4,7 @@ A round embeds its training set and its unlabeled pool for expansion while its n
 (gates, metrics, pools) run. In the round's own process that work took turns with those stages
 for the interpreter lock and the two cores. :func:`embed` runs it in a
 :class:`cartoflow.helpers.Helper` (``python -m cartoflow.embedder``: torch on one thread, as
-training uses, and ``nice`` 10, so the stages the round waits for come first), or in this
+training uses, and ``nice`` 3, so the stages the round waits for come first), or in this
 process when the helper cannot. :func:`start` launches the helper ahead of time: it imports
 torch on the cores that the training leaves.
 """
