@@ -24,7 +24,6 @@ second core (the near-duplicate scans, the figures) counts only by the time it s
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -40,7 +39,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from flows.embedded_api import EmbeddedAPI  # noqa: E402
+from flows.embedded_api import EmbeddedAPI, flow_runs  # noqa: E402
 
 CORE = ("baseline", "retrained", "metrics", "metrics_after")
 
@@ -132,11 +131,9 @@ def main() -> None:
                 )
         # The Prefect API and settings `cartoflow round` uses (flows/cli.py).
         api = EmbeddedAPI.start()
-        if api is not None:
-            api.wait_ready()
         warm: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
         try:
-            with api.runs() if api is not None else contextlib.nullcontext():
+            with flow_runs(api):
                 # Warm up this process (imports, first-call costs) on the tiny demo.
                 tiny = demo_data(root / "tiny", "tiny")
                 warm_round(root / "warm-up", tiny, epochs=2, gates=True)

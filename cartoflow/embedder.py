@@ -28,7 +28,7 @@ def _embed(model_path: str, *texts: Sequence[str]) -> list[np.ndarray]:
     from cartoflow.train import load_model
 
     model: Any = load_model(model_path)  # a TextModel: embed(texts) -> (N, D)
-    return [np.asarray(model.embed(list(batch)), dtype=np.float32) for batch in texts]
+    return [np.asarray(model.embed(batch), dtype=np.float32) for batch in texts]
 
 
 _HELPER = Helper("cartoflow.embedder", {"embed": _embed})

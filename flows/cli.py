@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cartoflow.cli import build_parser, run
-from flows.embedded_api import EmbeddedAPI
+from flows.embedded_api import EmbeddedAPI, flow_runs
 
 
 def cmd_round(args: argparse.Namespace) -> int:
@@ -70,12 +70,8 @@ def _run_round(args: argparse.Namespace, api: EmbeddedAPI | None) -> int:
         worker.start()  # imports Great Expectations in its own process, beside the next imports
     from flows.active_learning_round import active_learning_round
 
-    if api is None:
+    with flow_runs(api):
         report = active_learning_round(config=config, workspace=str(workspace.root))
-    else:
-        api.wait_ready()
-        with api.runs():
-            report = active_learning_round(config=config, workspace=str(workspace.root))
     run_dir = workspace.run_dir(report["round_id"])
     print()
     print(f"Round {report['round_id']}: {report['state']}")

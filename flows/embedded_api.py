@@ -12,7 +12,8 @@ points this process's Prefect settings at it.
 exit order is the reverse (the server's exit hook runs before logging's), which left every
 ``cartoflow round`` waiting 5 s at exit for a log flush to a server that was gone.
 
-``runs()`` wraps the flow runs made against this API: it switches flow-run heartbeats off.
+``runs()`` (or ``flow_runs(api)``, which also takes None: a configured server) wraps the flow
+runs made against this API: it waits for the API, then switches flow-run heartbeats off.
 Heartbeats let a server mark a run as crashed when its process dies; this API dies with the
 process, so nobody would read them, and each flow run waited for the heartbeat thread's
 one-second sleep to end (half a second on average) before returning.
@@ -123,9 +124,11 @@ class EmbeddedAPI:
 
     @contextmanager
     def runs(self) -> Iterator[None]:
-        """Flow runs made inside this block send no heartbeats (nobody would read them)."""
+        """Wait for the API, then make the flow runs inside this block against it, without
+        heartbeats (nobody would read them)."""
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+        self.wait_ready()
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             yield
 
@@ -191,6 +194,17 @@ class EmbeddedAPI:
                 except subprocess.TimeoutExpired:
                     self.process.kill()
                     self.process.wait()
+
+
+@contextmanager
+def flow_runs(api: EmbeddedAPI | None) -> Iterator[None]:
+    """The block's flow runs go to ``api`` (:meth:`EmbeddedAPI.runs`), or, when it is None
+    (a server is configured), to the configured server as Prefect's settings say."""
+    if api is None:
+        yield
+        return
+    with api.runs():
+        yield
 
 
 def _serve(parent: int, uvicorn_args: list[str]) -> None:

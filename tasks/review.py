@@ -19,7 +19,6 @@ from cartoflow.catalog import Catalog
 from cartoflow.config import RoundConfig
 from cartoflow.versions import read_version
 from cartoflow.workspace import Workspace, write_frame
-from tasks.annotation import batch_markdown
 from tasks.common import artifact_key
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ def wait_for_review(
     data: dict[str, Any],
     batch: dict[str, Any],
     *,
-    published: PrefectFuture[dict[str, Any]] | None = None,
+    published: PrefectFuture[dict[str, Any]],
     round_id: str,
     workspace: str,
 ) -> ApprovalInput:
@@ -61,16 +60,8 @@ def wait_for_review(
     column = config.simulated_column
     if column is not None:
         return _simulate(config, data, batch, column=column, round_id=round_id, workspace=workspace)
-    if published is not None:  # raises if they could not be published
-        ws = Workspace.resolve(workspace)
-        summary = (ws.root / published.result()["summary"]).read_text(encoding="utf-8")
-    else:
-        summary = batch_markdown(
-            pd.read_parquet(batch["parquet"]),
-            csv_path=Path(batch["csv"]),
-            data_map=None,
-            round_id=round_id,
-        )
+    summary_file = published.result()["summary"]  # raises if they could not be published
+    summary = (Workspace.resolve(workspace).root / summary_file).read_text(encoding="utf-8")
     form = ApprovalInput.with_initial_data(
         description=summary, batch_path=batch["csv"], strategy=_strategy(config)
     )

@@ -328,8 +328,8 @@ def _configurations_memoized() -> Iterator[None]:
     GX 1.x rebuilds ``Expectation.configuration`` (a pydantic ``dict()``, a regex and a new
     ``ExpectationConfiguration``) on every access, and its validator reads it once per kwarg
     of every expectation and metric: about 700 rebuilds per suite, a third of a validation's
-    time. Nothing mutates an expectation during a validation, so within one the configuration
-    is the same object each time; the memo is dropped when the validation ends.
+    time. Nothing mutates an expectation during a validation (both of its passes), so within
+    one the configuration is the same object each time; the memo is dropped when it ends.
     """
     from great_expectations.expectations.expectation import Expectation
 
@@ -353,22 +353,20 @@ def _run_validator(validator: Any, suite_name: str, expectations: list[Any]) -> 
     """
     gx = great_expectations()
     validator.result_format = _FIRST_PASS_FORMAT
-    with _configurations_memoized():
-        validation = validator.validate_expectation_suite(
-            gx.ExpectationSuite(name=suite_name, expectations=expectations)
-        )
+    validation = validator.validate_expectation_suite(
+        gx.ExpectationSuite(name=suite_name, expectations=expectations)
+    )
     detail = {_check_name(r) for r in validation.results if _needs_detail(r)}
     if not detail:
         return validation
     validator.result_format = _RESULT_FORMAT
     again = [e for e in expectations if e.meta["cartoflow_check"] in detail]
-    with _configurations_memoized():
-        detailed = {
-            _check_name(r): r
-            for r in validator.validate_expectation_suite(
-                gx.ExpectationSuite(name=suite_name, expectations=again)
-            ).results
-        }
+    detailed = {
+        _check_name(r): r
+        for r in validator.validate_expectation_suite(
+            gx.ExpectationSuite(name=suite_name, expectations=again)
+        ).results
+    }
     validation.results = [detailed.get(_check_name(r), r) for r in validation.results]
     evaluated = len(validation.results)
     successful = sum(bool(r.success) for r in validation.results)
@@ -392,9 +390,7 @@ def _widened(frame: pd.DataFrame) -> pd.DataFrame:
     widen = {
         column: "float64" if dtype.kind == "f" else "int64"
         for column, dtype in frame.dtypes.items()
-        if isinstance(dtype, np.dtype)
-        and (dtype.kind == "f" or (dtype.kind in "iu" and dtype.itemsize < 8))
-        and dtype not in (np.float64, np.int64)
+        if isinstance(dtype, np.dtype) and dtype.kind in "fiu" and dtype.itemsize < 8
     }
     return frame.astype(widen) if widen else frame
 
@@ -421,7 +417,8 @@ def _validate(
         batch_definition=gx_context.batch_definition(suite_name),
         batch_parameters={"dataframe": _widened(frame)},
     )
-    validation = _run_validator(validator, suite_name, expectations)
+    with _configurations_memoized():
+        validation = _run_validator(validator, suite_name, expectations)
     if gx_context.docs_dir is None:
         return validation, None
 
