@@ -211,6 +211,9 @@ class FastTextClassifier(nn.Module):
     """
 
     kind: ClassVar[str] = "fasttext"
+    whole_state_saved: ClassVar[bool] = True
+    """Every tensor is in ``state_dict()``: a loaded model is built without initialising its
+    parameters first (:func:`cartoflow.train.load_model`)."""
 
     def __init__(
         self,
@@ -354,6 +357,7 @@ class MiniLMClassifier(nn.Module):
     """
 
     kind: ClassVar[str] = "minilm"
+    whole_state_saved: ClassVar[bool] = False  # the frozen encoder comes from its package
 
     def __init__(
         self,

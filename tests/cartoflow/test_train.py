@@ -334,6 +334,12 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert TrainConfig.model_validate(meta["train_config"]) == config
     loaded = load_model(path)
     np.testing.assert_array_equal(predict_proba(loaded, TEXTS), predict_proba(result.model, TEXTS))
+    # built without initialising, then given every saved tensor: none is left unallocated
+    tensors = [*loaded.state_dict().values(), *loaded.parameters(), *loaded.buffers()]
+    assert tensors and not any(t.is_meta for t in tensors)
+    saved = result.model.state_dict()
+    assert all(torch.equal(t, saved[name]) for name, t in loaded.state_dict().items())
+    assert not loaded.training
     # plain weights: loadable with the safe unpickler
     assert isinstance(torch.load(path, weights_only=True), dict)
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.json", "model.pt"]
