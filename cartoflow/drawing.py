@@ -6,8 +6,9 @@ processes (``python -m cartoflow.drawing``, which imports only matplotlib, panda
 :mod:`cartoflow.datamap`) and waits for its file, so the drawing runs on another core while
 other threads of the caller go on. :func:`start` boots the helpers ahead of the first figure.
 
-The helpers are :class:`cartoflow.helpers.Helper` processes at ``nice`` 15: a figure is
-wanted after the stages it is drawn beside, so those get the cores first. Where a helper
+The helpers are :class:`cartoflow.helpers.Helper` processes at the caller's priority: a round
+draws a figure either where a core is free anyway (the baseline's data map while the model
+retrains) or where it is what the round waits for (the last two, at its end). Where a helper
 cannot start, or dies, the figure is drawn in the calling process, so the file (or the error,
 with its type and message) is the same either way.
 
@@ -92,4 +93,4 @@ def _import_datamap() -> None:
 
 
 if __name__ == "__main__":
-    serve(FIGURES, warm_up=_import_datamap, nice=15)
+    serve(FIGURES, warm_up=_import_datamap)

@@ -8,10 +8,19 @@ Work that does not feed the next stage runs beside it, on the core the training'
 thread leaves free: the near-duplicate scans (conflict pool, expansion eligibility) need only the
 texts and run beside the baseline training; the expansion's embeddings need only the baseline
 model and are made beside the metrics and pools stages, in a helper process at a lower CPU
-priority (cartoflow/embedder.py); the batch's artifacts are sent beside the stages after the
-batch (a round that waits for people waits for them first); the Data Docs pages of the gates
-so far are rendered while the model retrains. The figures are drawn in helper processes beside
-the stages that follow them (tasks/figures.py).
+priority (cartoflow/embedder.py); the Data Docs pages of the gates so far are rendered while
+the model retrains. The figures are drawn in helper processes (tasks/figures.py): the retrained
+data map and the before / after figure beside the round's last stages; the baseline's data map
+and the batch's artifacts (its summary shows that map) beside the stages after the batch when
+people review it (they are asked once both are there), and while the model retrains when the
+review is simulated (nobody reads them sooner).
+
+A gate only reads, so the gates on the model's dynamics, the metrics, the pools and the returned
+labels validate beside the next stage, which only writes new files into the round folder
+(``GateRuns.beside`` in tasks/gates.py). Every gate has passed before anything leaves the
+round folder or is built from people's labels: the batch people see, the candidate version,
+the registered version, the promotion and the report. A failed gate stops the round with its
+own error, also when the stage beside it failed on the rows the gate names.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from tasks.expansion import (
 )
 from tasks.figures import draw_before_after, draw_data_map, warm_up_figures
 from tasks.gates import (
+    GateRuns,
     gate_annotations,
     gate_dataset,
     gate_dynamics,
@@ -83,7 +93,7 @@ def active_learning_round(
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
     checks = {**common, "enabled": config.quality_gates}
-    gates: list[dict[str, Any]] = []
+    gates = GateRuns()  # some validate beside the next stage; settled before anything leaves
 
     data = load_data(config, **common)
     gates.append(gate_dataset(data, min_class_share=config.min_class_share, **checks))
@@ -122,26 +132,31 @@ def active_learning_round(
         if expand
         else None
     )
-    gates.append(gate_dynamics(baseline, **checks))
-    before = compute_sample_metrics(data, baseline, name="baseline", draw_map=False, **common)
-    map_before = draw_data_map.submit(before, **common)
-    gates.append(gate_metrics(data, before, **checks))
-    pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
-    gates.append(gate_pools(data, pools, budgets=config.pools.budgets(), **checks))
-    conflict = conflict_run.result() if conflict_run else None
-    expansion = (
-        select_expansion_candidates(
-            data,
-            baseline,
-            pools,
-            config.expansion,
-            eligible=eligible_run.result() if eligible_run else None,
-            embeddings=embedded_run.result() if embedded_run else None,
-            **common,
+    with gates.beside(gate_dynamics.submit(baseline, **checks)):
+        before = compute_sample_metrics(data, baseline, name="baseline", draw_map=False, **common)
+    # People see the baseline's data map in the batch summary, so it is drawn now when they
+    # review. A simulated review reads neither: both then wait for the retraining, on the core
+    # its single torch thread leaves free, instead of taking CPU from the stages in between.
+    people_review = config.simulated_column is None
+    map_before = draw_data_map.submit(before, **common) if people_review else None
+    with gates.beside(gate_metrics.submit(data, before, **checks)):
+        pools = select_sample_pools(data, before, config.pools, seed=config.seed, **common)
+    with gates.beside(gate_pools.submit(data, pools, budgets=config.pools.budgets(), **checks)):
+        conflict = conflict_run.result() if conflict_run else None
+        expansion = (
+            select_expansion_candidates(
+                data,
+                baseline,
+                pools,
+                config.expansion,
+                eligible=eligible_run.result() if eligible_run else None,
+                embeddings=embedded_run.result() if embedded_run else None,
+                **common,
+            )
+            if expand
+            else None
         )
-        if expand
-        else None
-    )
+    gates.settled()  # the batch goes to people only from checked stages
     batch = export_annotation_batch(
         data,
         pools,
@@ -153,7 +168,9 @@ def active_learning_round(
     )
 
     # The summary shows the data map, still being drawn: sent beside the next stages.
-    published = publish_batch.submit(batch, map_before, **common)
+    published = (
+        publish_batch.submit(batch, map_before, **common) if map_before is not None else None
+    )
     review = wait_for_review(config, data, batch, published=published, **common)
     report: dict[str, Any] = {
         "round_id": rid,
@@ -168,16 +185,20 @@ def active_learning_round(
         "batch": batch["counts"],
         "batch_rows": batch["rows"],
         "baseline": baseline["eval"],
-        "files": {"batch": batch["csv"], "data_map_before": map_before.result()["data_map"]},
+        "files": {"batch": batch["csv"]},
     }
     if not review.approve:
+        if map_before is None or published is None:
+            map_before = draw_data_map.submit(before, **common)
+            published = publish_batch.submit(batch, map_before, **common)
+        report["files"]["data_map_before"] = map_before.result()["data_map"]
         report |= (
             {"state": "rejected", "reason": f"batch rejected by {report['annotator']}"}
             if batch["rows"]
             else {"state": "nothing_to_review", "reason": "the pools selected no sample"}
         )
         report["timings"] = timings_of(load=data, baseline=baseline, metrics=before, pools=pools)
-        report["gates"] = gates
+        report["gates"] = gates.settled()
         if config.quality_gates:
             report["files"]["data_docs"] = render_data_docs(**common)
         published.result()
@@ -185,8 +206,9 @@ def active_learning_round(
         return report
 
     labels = {"filled_path": review.batch_path or None, "inline_labels": review.labels}
-    gates.append(gate_annotations(data, batch, **labels, **checks))
-    annotations = import_labels(data, batch, **labels, **common)
+    with gates.beside(gate_annotations.submit(data, batch, **labels, **checks)):
+        annotations = import_labels(data, batch, **labels, **common)
+    gates.settled()  # a candidate is built only from checked labels
     candidate = build_candidate_version(
         data,
         annotations,
@@ -195,7 +217,11 @@ def active_learning_round(
         **common,
     )
     gates.append(gate_new_version(data, candidate, **checks))
+    gates.settled()  # only a checked version is registered
     version = register_new_version(data, candidate, **common)
+    if map_before is None or published is None:  # a simulated review: while the model retrains
+        map_before = draw_data_map.submit(before, **common)
+        published = publish_batch.submit(batch, map_before, **common)
     # The pages of the gates so far are rendered while the model retrains.
     docs_so_far = render_data_docs.submit(**common) if config.quality_gates else None
     retrained = train_model(
@@ -206,13 +232,14 @@ def active_learning_round(
         role="retrained",
         **common,
     )
-    gates.append(gate_dynamics(retrained, **checks))
-    after = compute_sample_metrics(data, retrained, name="retrained", draw_map=False, **common)
+    with gates.beside(gate_dynamics.submit(retrained, **checks)):
+        after = compute_sample_metrics(data, retrained, name="retrained", draw_map=False, **common)
     map_after = draw_data_map.submit(after, **common)
     before_after = draw_before_after.submit(before, after, **common)
     compared = compare_models(data, baseline, retrained, before, after, **common)
     model_gate = gate_model(baseline, retrained, tolerance=config.model_gate_tolerance, **checks)
     gates.append(model_gate)
+    checked = gates.settled()  # promoted only when every gate passed
     if model_gate["success"]:
         promote_version(data, version, workspace=ws)
     docs = render_data_docs(**common, wait_for=[docs_so_far]) if docs_so_far else None
@@ -223,7 +250,7 @@ def active_learning_round(
         "label_changes": candidate["changes"],
         "comparison": compared["comparison"],
         "variability": compared["variability"],
-        "gates": gates,
+        "gates": checked,
         "timings": timings_of(
             load=data,
             baseline=baseline,
@@ -240,12 +267,13 @@ def active_learning_round(
             metrics_after=after,
             figures={"seconds": sum(f.get("plot_seconds", f["seconds"]) for f in figures)},
             compare=compared,
-            gates={"seconds": sum(g["seconds"] for g in gates)},
+            gates={"seconds": sum(g["seconds"] for g in checked)},
         ),
         "state": "completed" if model_gate["success"] else "not_promoted",
         "reason": model_gate.get("reason"),
     }
     report["files"] |= {
+        "data_map_before": figures[0]["data_map"],
         "data_map_after": figures[1]["data_map"],
         "variability_before_after": figures[2]["plot"],
         "decisions": candidate["decisions"],

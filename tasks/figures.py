@@ -1,11 +1,12 @@
 """The round's figures (data maps, before / after), drawn beside the stages that follow.
 
 Each figure is its own task that the round submits and collects later: the baseline data map is
-drawn while the pools, expansion candidates and batch are made; the retrained one and the
-before / after comparison while the compare, the model gate and the Data Docs run. The drawing
-itself happens in :mod:`cartoflow.drawing`'s helper process, on the core that the round's
-single torch thread and its stages leave free; :func:`warm_up_figures` boots it while the
-baseline trains. Both are cached by content, so a suspended round re-run from the top does
+drawn while the pools, expansion candidates and batch are made when people review the batch
+(its summary shows the map), and while the model retrains when the review is simulated; the
+retrained one and the before / after comparison while the compare, the model gate and the Data
+Docs run. The drawing itself happens in :mod:`cartoflow.drawing`'s helper processes, on the
+core that the round's single torch thread and its stages leave free; :func:`warm_up_figures`
+boots them while the baseline trains. Both are cached by content, so a suspended round re-run from the top does
 not draw them again.
 """
 

@@ -9,6 +9,8 @@ before a gate is changed by it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pandas as pd
 import pyarrow.dataset as pads
 from prefect import task
 from prefect.artifacts import create_table_artifact
+from prefect.futures import PrefectFuture
 from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
@@ -24,6 +27,57 @@ from cartoflow.quality.worker import build_data_docs, run_suite, start
 from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace
 from tasks.common import artifact_key, content_key, stopwatch
+
+
+class GateRuns:
+    """A round's gate results in stage order, some still running beside the next stage.
+
+    A gate only reads the stage output it checks, and the stages after it up to the next
+    barrier only write new files into the round folder, so the gate can validate while they
+    run (on the Great Expectations helper's core) instead of before them::
+
+        with gates.beside(gate_metrics.submit(data, before, **checks)):
+            pools = select_sample_pools(data, before, ...)
+        ...
+        gates.settled()  # the barrier, before anything leaves the round folder
+
+    A failed gate still stops the round with its own error: at the barrier, or at once when a
+    stage beside it fails (bad rows that the gate names usually are why). What the round hands
+    on (the batch people see, a registered version, a promotion, the report) waits for
+    :meth:`settled`.
+    """
+
+    def __init__(self) -> None:
+        self._runs: list[dict[str, Any] | PrefectFuture[dict[str, Any]]] = []
+
+    def append(self, result: dict[str, Any]) -> None:
+        """A gate that ran before the next stage (its result)."""
+        self._runs.append(result)
+
+    @contextmanager
+    def beside(self, gate: PrefectFuture[dict[str, Any]]) -> Iterator[None]:
+        """Run the block while ``gate`` (a submitted gate task) validates.
+
+        Raises:
+            DataQualityError: the block failed and so did this gate or an earlier one (the
+                first in stage order); the block's error is kept as its context.
+        """
+        self._runs.append(gate)
+        try:
+            yield
+        except BaseException:
+            self.settled()  # a failed gate's error names the rows the stage choked on
+            raise
+
+    def settled(self) -> list[dict[str, Any]]:
+        """Every gate's result in stage order, after waiting for those still running.
+
+        Raises:
+            DataQualityError: the first failed gate, in stage order.
+        """
+        results = [r if isinstance(r, dict) else r.result() for r in self._runs]
+        self._runs = [*results]
+        return results
 
 
 def warm_up_quality() -> None:

@@ -46,20 +46,24 @@ def wait_for_review(
     data: dict[str, Any],
     batch: dict[str, Any],
     *,
-    published: PrefectFuture[dict[str, Any]],
+    published: PrefectFuture[dict[str, Any]] | None,
     round_id: str,
     workspace: str,
 ) -> ApprovalInput:
     """Return the reviewers' answer: from people through the Prefect UI, or simulated.
 
     ``published`` is the batch's artifacts being sent (``publish_batch``): people are asked
-    only once they are there.
+    only once they are there. None for a simulated review, which does not read them.
     """
     if batch["rows"] == 0:  # nobody needs to be asked about an empty batch
         return ApprovalInput(approve=False, reviewer="cartoflow", notes="nothing to review")
     column = config.simulated_column
     if column is not None:
         return _simulate(config, data, batch, column=column, round_id=round_id, workspace=workspace)
+    if published is None:
+        raise ValueError(
+            f"A review by people needs the batch's published summary ({batch['csv']})."
+        )
     summary_file = published.result()["summary"]  # raises if they could not be published
     summary = (Workspace.resolve(workspace).root / summary_file).read_text(encoding="utf-8")
     form = ApprovalInput.with_initial_data(

@@ -23,6 +23,7 @@ from prefect.flow_runs import resume_flow_run
 
 from cartoflow.catalog import Catalog
 from cartoflow.config import RoundConfig
+from cartoflow.errors import DataQualityError
 from flows.active_learning_round import active_learning_round
 from tasks.common import artifact_key
 
@@ -182,6 +183,33 @@ def test_a_corrupt_annotations_file_stops_the_round_before_a_new_version(tmp_pat
     assert "new_label_valid" in round_row["reason"]
     gates = catalog.gates(run_dir.name).set_index("gate")
     assert not gates.loc["annotations", "success"]
+
+
+def test_a_gate_beside_the_next_stage_stops_the_round_before_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.gates
+
+    validate = tasks.gates.run_suite
+
+    def out_of_range_confidences(suite: str, frame: Any, **params: Any) -> dict[str, Any]:
+        if suite == "metrics":
+            frame = frame.copy()
+            frame.loc[frame.index[:3], "confidence"] = 1.5
+        return validate(suite, frame, **params)
+
+    monkeypatch.setattr(tasks.gates, "run_suite", out_of_range_confidences)
+    with pytest.raises(DataQualityError, match=r"(?s)`metrics`.*confidence"):
+        active_learning_round(config=tiny_config(), workspace=str(tmp_path))
+
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "pools.parquet").exists()  # the pools were made beside the gate
+    assert not (run_dir / "batch.csv").exists()  # but nothing left the round folder
+    assert _batch_artifacts(run_dir.name) == {}
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    assert [v.version for v in catalog.versions("demo")] == [1]
+    assert catalog.get_round(run_dir.name)["state"] == "failed"
+    assert not catalog.gates(run_dir.name).set_index("gate").loc["metrics", "success"]
 
 
 def test_a_second_round_starts_from_a_stored_version(tmp_path: Path) -> None:
