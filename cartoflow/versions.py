@@ -54,6 +54,7 @@ def register_version(
             "a dataset version. Move the file aside or restore the catalog."
         )
     write_frame(frame.reset_index(drop=True), path)
+    _VERIFIED.add(_file_key(path, content))  # just hashed: the next read need not hash again
     record = VersionRecord(
         dataset=dataset,
         version=number,

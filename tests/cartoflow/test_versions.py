@@ -80,6 +80,13 @@ def test_a_version_tampered_after_a_checked_read_is_still_refused(tmp_path: Path
         read_version(rec, workspace=ws)
 
 
+def test_a_version_this_process_registered_is_not_hashed_again(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    rec = register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d")
+    with mock.patch("cartoflow.versions.frame_hash", side_effect=AssertionError("hashed again")):
+        assert read_version(rec, workspace=ws).equals(parent)
+
+
 def test_each_read_of_a_kept_version_is_its_own_copy(tmp_path: Path, parent) -> None:
     ws = Workspace(tmp_path).ensure()
     rec = register_version(parent, workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d")
