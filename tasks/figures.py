@@ -6,8 +6,8 @@ drawn while the pools, expansion candidates and batch are made when people revie
 retrained one and the before / after comparison while the compare, the model gate and the Data
 Docs run. The drawing itself happens in :mod:`cartoflow.drawing`'s helper processes, on the
 core that the round's single torch thread and its stages leave free; :func:`warm_up_figures`
-boots them while the baseline trains. Both are cached by content, so a suspended round re-run from the top does
-not draw them again.
+boots them while the baseline trains. Both are cached by content, so a suspended round re-run
+from the top does not draw them again.
 """
 
 from __future__ import annotations
