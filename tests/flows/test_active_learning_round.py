@@ -78,6 +78,20 @@ def test_full_round_with_the_simulated_annotator(tmp_path: Path) -> None:
     assert "![data map](data:image/png;base64," in summary  # the baseline's, drawn beside
 
 
+def test_a_round_with_nothing_to_review_ends_without_a_new_version(tmp_path: Path) -> None:
+    config = tiny_config(batch_pools=[], expand=False, conflicts=False)
+    report = active_learning_round(config=config, workspace=str(tmp_path))
+
+    assert report["state"] == "nothing_to_review"
+    assert report["batch_rows"] == 0 and report["version_out"] is None
+    # the baseline's data map and the batch summary are still made, though nobody waited
+    assert (tmp_path / report["files"]["data_map_before"]).exists()
+    rid = report["round_id"]
+    assert (tmp_path / "runs" / rid / "batch_summary.md").exists()
+    assert _batch_artifacts(rid) == {f"round-{rid}-batch-summary": "markdown"}  # no rows: no table
+    assert [v.version for v in Catalog(tmp_path / "catalog.sqlite").versions("demo")] == [1]
+
+
 def _batch_artifacts(round_id: str) -> dict[str, str]:
     """The round's batch artifacts in the API: key -> type."""
     keys = [artifact_key("round", round_id, name) for name in ("batch-summary", "batch")]
