@@ -17,10 +17,11 @@ review is simulated (nobody reads them sooner).
 
 A gate only reads, so the gates on the model's dynamics, the metrics, the pools and the returned
 labels validate beside the next stage, which only writes new files into the round folder
-(``GateRuns.beside`` in tasks/gates.py). Every gate has passed before anything leaves the
-round folder or is built from people's labels: the batch people see, the candidate version,
-the registered version, the promotion and the report. A failed gate stops the round with its
-own error, also when the stage beside it failed on the rows the gate names.
+(``GateRuns.beside`` in tasks/gates.py). Every gate has passed before the round hands anything
+on or builds on people's labels: the batch people see, the candidate version, the registered
+version, the promotion and the report. (The figures are diagnostics: drawn and shown as soon as
+their inputs exist, as before.) A failed gate stops the round with its own error, also when
+the stage beside it failed on the rows the gate names.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def active_learning_round(
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
     checks = {**common, "enabled": config.quality_gates}
-    gates = GateRuns()  # some validate beside the next stage; settled before anything leaves
+    gates = GateRuns()  # some validate beside the next stage; settled before a hand-on
 
     data = load_data(config, **common)
     gates.append(gate_dataset(data, min_class_share=config.min_class_share, **checks))

@@ -39,7 +39,7 @@ class GateRuns:
         with gates.beside(gate_metrics.submit(data, before, **checks)):
             pools = select_sample_pools(data, before, ...)
         ...
-        gates.settled()  # the barrier, before anything leaves the round folder
+        gates.settled()  # the barrier, before the round hands anything on
 
     A failed gate still stops the round with its own error: at the barrier, or at once when a
     stage beside it fails (bad rows that the gate names usually are why). What the round hands
