@@ -87,9 +87,6 @@ def active_learning_round(
     config = config or RoundConfig()
     if config.quality_gates:
         warm_up_quality()
-    warm_up_figures()
-    if config.expand:
-        warm_up_expansion()
     ws = resolve_workspace(workspace)
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
@@ -98,6 +95,11 @@ def active_learning_round(
 
     data = load_data(config, **common)
     gates.append(gate_dataset(data, min_class_share=config.min_class_share, **checks))
+    # The figure and embedding helpers import matplotlib and torch beside the baseline training,
+    # not beside the loading and the dataset gate that the training waits for.
+    warm_up_figures()
+    if config.expand:
+        warm_up_expansion()
     train_hash = data["train"]["hash"]
     threshold = config.near_duplicate_threshold
     conflict_run = (
