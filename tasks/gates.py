@@ -65,7 +65,7 @@ class GateRuns:
         self._runs.append(gate)
         try:
             yield
-        except BaseException:
+        except Exception:
             self.settled()  # a failed gate's error names the rows the stage choked on
             raise
 

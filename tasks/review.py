@@ -62,7 +62,8 @@ def wait_for_review(
         return _simulate(config, data, batch, column=column, round_id=round_id, workspace=workspace)
     if published is None:
         raise ValueError(
-            f"A review by people needs the batch's published summary ({batch['csv']})."
+            f"A review by people needs the batch's published summary ({batch['csv']}): pass "
+            "publish_batch's future as `published`."
         )
     summary_file = published.result()["summary"]  # raises if they could not be published
     summary = (Workspace.resolve(workspace).root / summary_file).read_text(encoding="utf-8")
