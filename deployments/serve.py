@@ -6,14 +6,18 @@
 - ``nightly-reanalysis/nightly-reanalysis``: cron ``0 2 * * *`` (02:00) in ``--timezone``.
 - ``ablation/ablation``: triggered by hand.
 
-Flag defaults come from the environment: ``CARTOFLOW_WORKSPACE``, ``CARTOFLOW_TIMEZONE`` (default
-UTC) and ``CARTOFLOW_NIGHTLY_CRON``. Prefect's own settings (``PREFECT_API_URL``, ...) choose the
-server. Parameters default to full pydantic configs, so the UI shows every field as a form.
+The deployments are the ones ``deployments/prefect.yaml`` declares for a work pool (names,
+entry points, descriptions, tags, schedules): one list for both ways of running them. Flag
+defaults come from the environment: ``CARTOFLOW_WORKSPACE``, ``CARTOFLOW_TIMEZONE`` and
+``CARTOFLOW_NIGHTLY_CRON`` (the schedule's defaults: prefect.yaml's). Prefect's own settings
+(``PREFECT_API_URL``, ...) choose the server. Parameters default to full pydantic configs, so
+the UI shows every field as a form.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import typing
@@ -21,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import yaml
 from prefect import Flow
 from pydantic import BaseModel
 
@@ -31,55 +36,60 @@ if str(ROOT) not in sys.path:  # `python deployments/serve.py` from a checkout w
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
 
-NIGHTLY_CRON = "0 2 * * *"
-TAGS = ["cartoflow"]
+PREFECT_YAML = Path(__file__).resolve().with_name("prefect.yaml")
+
+
+def declared() -> list[dict[str, Any]]:
+    """The deployments ``prefect.yaml`` declares, as written there."""
+    deployments: list[dict[str, Any]] = yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
+    return deployments
+
+
+def declared_schedule() -> tuple[str, str]:
+    """The nightly re-analysis's cron and timezone in ``prefect.yaml`` (its one schedule)."""
+    (schedule,) = [s for d in declared() for s in d.get("schedules") or []]
+    return str(schedule["cron"]), str(schedule.get("timezone", "UTC"))
+
+
+def _flow(entrypoint: str) -> Flow[..., Any]:
+    """``flows/x.py:name`` -> the flow object, imported as the module ``flows.x``."""
+    path, name = entrypoint.split(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return cast(Flow[..., Any], getattr(module, name))
 
 
 def build_deployments(
-    *, workspace: str | None = None, timezone: str = "UTC", cron: str = NIGHTLY_CRON
+    *, workspace: str | None = None, timezone: str | None = None, cron: str | None = None
 ) -> list[RunnerDeployment]:
-    """The deployments this process serves, each named after its flow.
+    """The deployments ``prefect.yaml`` declares, to serve from this process.
 
     Args:
         workspace: Default ``workspace`` parameter of every deployment (None: the flow's own
             default, ``$CARTOFLOW_WORKSPACE`` or ``./workspace`` where the run starts).
-        timezone: IANA name the nightly cron is read in, e.g. ``Europe/Berlin``.
-        cron: When the nightly re-analysis runs.
+        timezone: IANA name the nightly cron is read in, e.g. ``Europe/Berlin`` (None: as
+            prefect.yaml says).
+        cron: When the nightly re-analysis runs (None: as prefect.yaml says).
     """
     from prefect.deployments.runner import RunnerDeployment
     from prefect.schedules import Cron
 
-    from flows.ablation import ablation
-    from flows.active_learning_round import active_learning_round
-    from flows.nightly_reanalysis import nightly_reanalysis
-
     common: dict[str, Any] = {"workspace": workspace} if workspace else {}
-    planned: list[tuple[Flow[..., Any], str, dict[str, Any]]] = [
-        (
-            active_learning_round,
-            "One active-learning round; it pauses for people to approve the batch.",
-            {},
-        ),
-        (
-            nightly_reanalysis,
-            "Score the current dataset version again and publish what changed.",
-            {"schedule": Cron(cron, timezone=timezone)},
-        ),
-        (ablation, "Fix vs remove vs add: variants trained on the same data, compared.", {}),
-    ]
-    return [
-        cast(
-            RunnerDeployment,
-            flow.to_deployment(
-                name=flow.name,
-                description=description,
-                parameters=form_defaults(flow) | common,
-                tags=TAGS,
-                **options,
-            ),
+    built = []
+    for spec in declared():
+        flow = _flow(spec["entrypoint"])
+        schedules = [
+            Cron(cron or s["cron"], timezone=timezone or s.get("timezone", "UTC"))
+            for s in spec.get("schedules") or []
+        ]
+        deployment = flow.to_deployment(
+            name=spec["name"],
+            description=spec["description"],
+            parameters=form_defaults(flow) | spec.get("parameters", {}) | common,
+            tags=spec["tags"],
+            schedules=schedules or None,
         )
-        for flow, description, options in planned
-    ]
+        built.append(cast(RunnerDeployment, deployment))
+    return built
 
 
 def form_defaults(flow: Flow[..., Any]) -> dict[str, Any]:
@@ -104,15 +114,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("CARTOFLOW_WORKSPACE"),
         help="workspace of every run (default: $CARTOFLOW_WORKSPACE, else ./workspace)",
     )
+    cron, timezone = declared_schedule()
     parser.add_argument(
         "--timezone",
-        default=os.environ.get("CARTOFLOW_TIMEZONE", "UTC"),
-        help="IANA timezone of the nightly cron (default: $CARTOFLOW_TIMEZONE, else UTC)",
+        default=os.environ.get("CARTOFLOW_TIMEZONE") or timezone,
+        help=f"IANA timezone of the nightly cron (default: $CARTOFLOW_TIMEZONE, else {timezone})",
     )
     parser.add_argument(
         "--cron",
-        default=os.environ.get("CARTOFLOW_NIGHTLY_CRON", NIGHTLY_CRON),
-        help=f"nightly schedule (default: $CARTOFLOW_NIGHTLY_CRON, else {NIGHTLY_CRON!r})",
+        default=os.environ.get("CARTOFLOW_NIGHTLY_CRON") or cron,
+        help=f"nightly schedule (default: $CARTOFLOW_NIGHTLY_CRON, else {cron!r})",
     )
     parser.add_argument(
         "--limit", type=int, default=None, help="at most this many runs at once (default: 5)"

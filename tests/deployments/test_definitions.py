@@ -48,6 +48,21 @@ def test_serve_builds_every_deployment(serve: ModuleType, tmp_path: Path) -> Non
     assert NightlyConfig.model_validate(built[NIGHTLY].parameters["config"]) == NightlyConfig()
 
 
+def test_serve_builds_what_prefect_yaml_declares(serve: ModuleType) -> None:
+    spec = yaml.safe_load((DEPLOYMENTS / "prefect.yaml").read_text())["deployments"]
+    built = serve.build_deployments()
+    assert [(d.name, d.entrypoint, d.description, d.tags) for d in built] == [
+        (d["name"], d["entrypoint"], d["description"], d["tags"]) for d in spec
+    ]
+    nightly = next(d for d in built if d.name == "nightly-reanalysis")
+    (schedule,) = nightly.schedules
+    declared_schedule = next(d for d in spec if d["name"] == "nightly-reanalysis")["schedules"][0]
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == (
+        declared_schedule["cron"],
+        declared_schedule["timezone"],
+    )
+
+
 def test_the_nightly_run_starts_rounds_through_the_served_deployment() -> None:
     assert NightlyConfig().round_deployment == ROUND
 
