@@ -119,6 +119,14 @@ def _run_in_thread(config: RoundConfig, workspace: Path, name: str) -> dict[str,
     return box
 
 
+def _paused_round(config: RoundConfig, workspace: Path, label: str) -> tuple[UUID, dict[str, Any]]:
+    """Start a round that waits for people, in a thread; once it is PAUSED, return its flow
+    run id and the box its report (or error) lands in when it goes on."""
+    name = f"{label}-{time.time_ns()}"
+    box = _run_in_thread(config, workspace, name)
+    return _wait_for_paused(name, box), box
+
+
 def _wait_for_paused(name: str, box: dict[str, Any], timeout: float = 120) -> UUID:
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
@@ -137,9 +145,7 @@ def _wait_for_paused(name: str, box: dict[str, Any], timeout: float = 120) -> UU
 @pytest.mark.parametrize("approve", [True, False], ids=["approve", "reject"])
 def test_pause_mode_waits_for_a_person_and_resumes(tmp_path: Path, approve: bool) -> None:
     config = tiny_config(annotator="human", wait="pause", timeout_days=1)
-    name = f"pause-{'approve' if approve else 'reject'}-{time.time_ns()}"
-    box = _run_in_thread(config, tmp_path, name)
-    run_id = _wait_for_paused(name, box)
+    run_id, box = _paused_round(config, tmp_path, f"pause-{'approve' if approve else 'reject'}")
 
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1
@@ -175,9 +181,7 @@ def test_pause_mode_waits_for_a_person_and_resumes(tmp_path: Path, approve: bool
 
 def test_a_corrupt_annotations_file_stops_the_round_before_a_new_version(tmp_path: Path) -> None:
     config = tiny_config(annotator="human", wait="pause", timeout_days=1)
-    name = f"corrupt-{time.time_ns()}"
-    box = _run_in_thread(config, tmp_path, name)
-    run_id = _wait_for_paused(name, box)
+    run_id, box = _paused_round(config, tmp_path, "corrupt")
     (run_dir,) = (tmp_path / "runs").iterdir()
     batch = pd.read_csv(run_dir / "batch.csv", dtype=str, keep_default_na=False)
     corrupt = batch.assign(new_label="7")  # not a class
