@@ -59,11 +59,10 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from cartoflow.annotate import SimulatedAnnotator
-from cartoflow.config import RoundConfig
-from cartoflow.datasets import ColumnMap
+from cartoflow.config import DataSource, RoundConfig
 from cartoflow.errors import DataValidationError, describe_items
 from cartoflow.expansion import CANDIDATE_POOL_PREFIX, ExpansionConfig, random_expansion
 from cartoflow.pools import PoolConfig
@@ -401,33 +400,15 @@ def prepare_inputs(
 # --------------------------------------------------------------------------------------------
 
 
-class AblationConfig(BaseModel):
+class AblationConfig(DataSource):
     """The ablation experiment: data source, training, pools, expansion, variants, seeds.
 
-    The data fields are those of :class:`cartoflow.config.RoundConfig` (the same files, or the
-    bundled demo data); the annotator is always simulated, from ``annotator_column``.
+    The data fields are :class:`cartoflow.config.DataSource`'s, as a round's (the same files, or
+    the bundled demo data); the annotator is always simulated, from ``annotator_column``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str = Field("demo", description="Dataset name in the workspace catalog.")
-    train_path: str | None = Field(
-        None, description="Training file (CSV, Parquet or JSONL). Empty: the bundled demo data."
-    )
-    eval_path: str | None = Field(
-        None, description="Eval file. Empty: a stratified, seeded split of the training file."
-    )
-    unlabeled_path: str | None = Field(
-        None, description="Unlabeled pool the expansions draw from (needs the annotator column)."
-    )
-    start_version: int | None = Field(
-        None, description="Start from this stored version of the dataset instead of a file."
-    )
-    columns: ColumnMap = Field(default_factory=ColumnMap)
-    demo_size: Literal["tiny", "small", "demo"] = Field(
-        "demo", description="Size of the generated demo data when no training file is given."
-    )
-    eval_fraction: float = Field(0.2, gt=0, lt=1)
     min_class_share: float = Field(0.01, ge=0, lt=1)
     quality_gates: bool = Field(
         True, description="Run the Great Expectations gates of the shared stages (load to pools)."
@@ -471,14 +452,7 @@ class AblationConfig(BaseModel):
     def round_config(self) -> RoundConfig:
         """The data part as a :class:`RoundConfig`, for the round's load stage."""
         return RoundConfig(
-            dataset=self.dataset,
-            train_path=self.train_path,
-            eval_path=self.eval_path,
-            unlabeled_path=self.unlabeled_path,
-            start_version=self.start_version,
-            columns=self.columns,
-            demo_size=self.demo_size,
-            eval_fraction=self.eval_fraction,
+            **self.data_source(),
             train=self.train,
             pools=self.pools,
             min_class_share=self.min_class_share,

@@ -18,8 +18,12 @@ def _default_strategies() -> dict[str, Strategy]:
     return {"relabel": "fix"}
 
 
-class RoundConfig(BaseModel):
-    """Everything one active-learning round needs; every field has a safe default."""
+class DataSource(BaseModel):
+    """Where the data comes from: files, a stored version, or the bundled demo data.
+
+    The first fields of :class:`RoundConfig` and of the ablation's
+    :class:`cartoflow.ablation.AblationConfig`, which load their data the same way.
+    """
 
     dataset: str = Field("demo", description="Dataset name in the workspace catalog.")
     train_path: str | None = Field(
@@ -28,7 +32,9 @@ class RoundConfig(BaseModel):
     eval_path: str | None = Field(
         None, description="Eval file. Empty: a stratified, seeded split of the training file."
     )
-    unlabeled_path: str | None = Field(None, description="Unlabeled pool for expansion.")
+    unlabeled_path: str | None = Field(
+        None, description="Unlabeled pool that expansion draws from."
+    )
     start_version: int | None = Field(
         None, description="Start from this stored version of the dataset instead of a file."
     )
@@ -37,6 +43,15 @@ class RoundConfig(BaseModel):
         "demo", description="Size of the generated demo data when no training file is given."
     )
     eval_fraction: float = Field(0.2, gt=0, lt=1)
+
+    def data_source(self) -> dict[str, object]:
+        """This model's :class:`DataSource` fields, by name (values as they are)."""
+        return {name: getattr(self, name) for name in DataSource.model_fields}
+
+
+class RoundConfig(DataSource):
+    """Everything one active-learning round needs; every field has a safe default."""
+
     train: TrainConfig = Field(default_factory=TrainConfig)
     pools: PoolConfig = Field(default_factory=PoolConfig)
     batch_pools: list[str] = Field(
