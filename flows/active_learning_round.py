@@ -30,6 +30,7 @@ from typing import Any
 
 from prefect import Flow, flow
 from prefect.client.schemas.objects import FlowRun
+from prefect.futures import PrefectFuture
 from prefect.states import State
 
 from cartoflow.config import RoundConfig
@@ -75,6 +76,14 @@ def _on_failure(flow: Flow[..., Any], run: FlowRun, state: State[Any]) -> None:
     params = run.parameters or {}
     round_id = params.get("round_id") or round_id_for(run.expected_start_time, run.id)
     mark_failed(params.get("workspace"), round_id, state.message or "failed")
+
+
+def _map_and_summary(
+    before: dict[str, Any], batch: dict[str, Any], common: dict[str, Any]
+) -> tuple[PrefectFuture[dict[str, Any]], PrefectFuture[dict[str, Any]]]:
+    """Submit the baseline's data map and the batch artifacts that show it."""
+    data_map = draw_data_map.submit(before, **common)
+    return data_map, publish_batch.submit(batch, data_map, **common)
 
 
 @flow(name="active-learning-round", on_failure=[_on_failure], on_crashed=[_on_failure])
@@ -191,9 +200,8 @@ def active_learning_round(
         "files": {"batch": batch["csv"]},
     }
     if not review.approve:
-        if map_before is None or published is None:
-            map_before = draw_data_map.submit(before, **common)
-            published = publish_batch.submit(batch, map_before, **common)
+        if published is None:
+            map_before, published = _map_and_summary(before, batch, common)
         report["files"]["data_map_before"] = map_before.result()["data_map"]
         report |= (
             {"state": "rejected", "reason": f"batch rejected by {report['annotator']}"}
@@ -222,9 +230,8 @@ def active_learning_round(
     gates.append(gate_new_version(data, candidate, **checks))
     gates.settled()  # only a checked version is registered
     version = register_new_version(data, candidate, **common)
-    if map_before is None or published is None:  # a simulated review: while the model retrains
-        map_before = draw_data_map.submit(before, **common)
-        published = publish_batch.submit(batch, map_before, **common)
+    if published is None:  # a simulated review: drawn and sent while the model retrains
+        map_before, published = _map_and_summary(before, batch, common)
     # The pages of the gates so far are rendered while the model retrains.
     docs_so_far = render_data_docs.submit(**common) if config.quality_gates else None
     retrained = train_model(
