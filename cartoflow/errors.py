@@ -26,6 +26,11 @@ class TrainingError(CartoflowError, RuntimeError):
     """Training had to stop (wrong-shaped logits, NaN loss); the message names epoch and batch."""
 
 
+class TrainingStopped(TrainingError):
+    """The caller asked a training to stop (``stop`` of :func:`cartoflow.train.train_classifier`
+    returned a reason); the message names the epoch, the batch and the reason."""
+
+
 class DataQualityError(CartoflowError):
     """A data-quality gate failed; ``failures`` holds one plain dict per failed expectation."""
 

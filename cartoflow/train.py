@@ -48,7 +48,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cartoflow.errors import DataValidationError, TrainingError, describe_items, describe_rows
+from cartoflow.errors import (
+    DataValidationError,
+    TrainingError,
+    TrainingStopped,
+    describe_items,
+    describe_rows,
+)
 from cartoflow.featurize import HashedNgrams
 from cartoflow.models import MODELS, FastTextClassifier, MiniLMClassifier, TextModel, build_model
 from cartoflow.train_config import ARCHITECTURE_NAMES, OPTIMIZER_NAMES, TrainConfig
@@ -635,6 +641,7 @@ def train_classifier(
     progress: Callable[[EpochStats], None] | None = None,
     model: nn.Module | None = None,
     overwrite: bool = False,
+    stop: Callable[[], str | None] | None = None,
 ) -> TrainResult:
     """Train a classifier and record its training dynamics.
 
@@ -653,6 +660,9 @@ def train_classifier(
             ``config.architecture`` builds; its ``num_classes`` must equal C. It is trained in
             place.
         overwrite: Replace a recording already in ``dynamics_dir``.
+        stop: Asked before every batch; a reason (a string) stops the training there with
+            :class:`~cartoflow.errors.TrainingStopped`. A round stops its training this way when
+            a quality gate beside it fails.
 
     Returns:
         :class:`TrainResult` with the model (eval mode), per-epoch history, final eval result and
@@ -664,6 +674,8 @@ def train_classifier(
         TrainingError: The model returned logits of the wrong shape, or the loss was not
             finite; the message names the epoch and the batch, and the dynamics recorded so far
             are kept and marked incomplete.
+        TrainingStopped: ``stop`` gave a reason; the dynamics recorded so far are kept and
+            marked incomplete.
     """
     config = config or TrainConfig()
     progress = progress or log_progress
@@ -710,6 +722,7 @@ def train_classifier(
             eval_features=eval_features,
             eval_labels=y_eval,
             progress=progress,
+            stop=stop,
         )
         net.eval()
         final_eval = None
@@ -737,8 +750,9 @@ def _fit(
     eval_features: Any,
     eval_labels: np.ndarray | None,
     progress: Callable[[EpochStats], None],
+    stop: Callable[[], str | None] | None = None,
 ) -> list[EpochStats]:
-    """The epoch loop; dynamics go to ``dyn_path`` when given."""
+    """The epoch loop; dynamics go to ``dyn_path`` when given; ``stop`` is asked per batch."""
     num_samples = len(labels)
     dense, sparse = _sparse_split(model)
     optimizers = OPTIMIZERS[config.optimizer](dense, sparse, config)
@@ -771,6 +785,11 @@ def _fit(
             for b in range(batches_per_epoch):
                 index = order[b * config.batch_size : (b + 1) * config.batch_size]
                 where = f"epoch {epoch}, batch {b} (of {batches_per_epoch})"
+                reason = stop() if stop is not None else None
+                if reason:
+                    raise TrainingStopped(
+                        f"Training was asked to stop at {where}: {reason}." + _kept_note(dyn_path)
+                    )
                 logits = _batch_logits(
                     model,
                     features.take(index),
@@ -916,6 +935,9 @@ def train_with_threshold_samples(
         progress: Per-epoch callback, as in :func:`train_classifier`.
         model: A model with C + 1 outputs, instead of the configured architecture.
         overwrite: Replace a recording already in ``dynamics_dir``.
+        stop: Asked before every batch; a reason (a string) stops the training there with
+            :class:`~cartoflow.errors.TrainingStopped`. A round stops its training this way when
+            a quality gate beside it fails.
 
     Returns:
         :class:`ThresholdRunResult` with the cut-off, the estimated mislabeled count and the

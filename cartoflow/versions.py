@@ -93,7 +93,43 @@ def read_version(record: VersionRecord, *, workspace: Workspace) -> pd.DataFrame
     columns) instead of parsing the file again; what a caller does to its copy stays its own.
     """
     path = workspace.root / record.file
-    key = _file_key(path, record.hash)
+    return _read_checked(
+        path,
+        record.hash,
+        f"{path} no longer matches the content hash recorded for {record.dataset} "
+        f"v{record.version}; dataset versions are immutable. Restore the file from backup.",
+    )
+
+
+def write_candidate(frame: pd.DataFrame, path: Path) -> str:
+    """Write a candidate version (built, not yet registered) atomically; return its content hash.
+
+    The hash is that of the file as read back, so it equals the hash :func:`register_version`
+    gives the version registered from this file. A round retrains on the candidate
+    (:func:`read_candidate`) while its gate runs and it is registered.
+    """
+    write_frame(frame.reset_index(drop=True), path)
+    content = frame_hash(pd.read_parquet(path))
+    _VERIFIED.add(_file_key(path, content))
+    return content
+
+
+def read_candidate(path: Path, content_hash: str) -> pd.DataFrame:
+    """Load a candidate :func:`write_candidate` wrote, checked against its content hash.
+
+    Raises:
+        DataValidationError: the file changed after it was built.
+    """
+    return _read_checked(
+        path,
+        content_hash,
+        f"{path} changed after the round built it (content hash {content_hash[:12]} expected); "
+        "a candidate version is written once. Re-run the round to build it again.",
+    )
+
+
+def _read_checked(path: Path, content_hash: str, mismatch: str) -> pd.DataFrame:
+    key = _file_key(path, content_hash)
     with _FRAMES_LOCK:
         kept = _FRAMES.get(key)
         if kept is not None:
@@ -101,12 +137,8 @@ def read_version(record: VersionRecord, *, workspace: Workspace) -> pd.DataFrame
             return kept.copy(deep=True)
     frame = pd.read_parquet(path)
     if key not in _VERIFIED:
-        if frame_hash(frame) != record.hash:
-            raise DataValidationError(
-                f"{path} no longer matches the content hash recorded for {record.dataset} "
-                f"v{record.version}; dataset versions are immutable. Restore the file from "
-                "backup."
-            )
+        if frame_hash(frame) != content_hash:
+            raise DataValidationError(mismatch)
         _VERIFIED.add(key)
     with _FRAMES_LOCK:
         _FRAMES[key] = frame.copy(deep=True)

@@ -15,13 +15,18 @@ and the batch's artifacts (its summary shows that map) beside the stages after t
 people review it (they are asked once both are there), and while the model retrains when the
 review is simulated (nobody reads them sooner).
 
-A gate only reads, so the gates on the model's dynamics, the metrics, the pools and the returned
-labels validate beside the next stage, which only writes new files into the round folder
-(``GateRuns.beside`` in tasks/gates.py). Every gate has passed before the round hands anything
-on or builds on people's labels: the batch people see, the candidate version, the registered
-version, the promotion and the report. (The figures are diagnostics: drawn and shown as soon as
-their inputs exist, as before.) A failed gate stops the round with its own error, also when
-the stage beside it failed on the rows the gate names.
+A gate only reads, so every gate but the model gate validates beside the next stage, which
+only writes new files into the round folder (``GateRuns.beside`` in tasks/gates.py): the
+dataset gate beside the baseline training, the dynamics gates beside the metrics, the metrics
+gate beside the pools, the pools gate beside the expansion, the annotations gate beside the
+label import and the candidate version, the new-version gate beside the retraining (which
+trains on the candidate: same content, same hash as the version it becomes). Every gate has
+passed before the round hands anything on: the batch people see, the registered version (and
+the label decisions recorded with it), the promotion and the report. (The figures are
+diagnostics: drawn and shown as soon as their inputs exist.) A failed gate stops the round
+with its own error, also when the stage beside it failed on the rows the gate names, and asks
+a training beside it to stop at its next batch (``request_stop`` in tasks/common.py), so a
+bad dataset or candidate fails the round in seconds, not after a whole training.
 """
 
 from __future__ import annotations
@@ -100,12 +105,11 @@ def active_learning_round(
     rid = start_round(config, round_id=current_round_id(round_id), workspace=ws)
     common = {"round_id": rid, "workspace": ws}
     checks = {**common, "enabled": config.quality_gates}
-    gates = GateRuns()  # some validate beside the next stage; settled before a hand-on
+    gates = GateRuns(rid)  # some validate beside the next stage; settled before a hand-on
 
     data = load_data(config, **common)
-    gates.append(gate_dataset(data, min_class_share=config.min_class_share, **checks))
-    # The figure and embedding helpers import matplotlib and torch beside the baseline training,
-    # not beside the loading and the dataset gate that the training waits for.
+    dataset_gate = gate_dataset.submit(data, min_class_share=config.min_class_share, **checks)
+    # The figure and embedding helpers import matplotlib and torch beside the baseline training.
     warm_up_figures()
     if config.expand:
         warm_up_expansion()
@@ -129,14 +133,15 @@ def active_learning_round(
         if expand
         else None
     )
-    baseline = train_model(
-        data,
-        config.train,
-        train_hash=train_hash,
-        eval_hash=data["eval"]["hash"],
-        role="baseline",
-        **common,
-    )
+    with gates.beside(dataset_gate):  # a failed dataset gate stops it at its next batch
+        baseline = train_model(
+            data,
+            config.train,
+            train_hash=train_hash,
+            eval_hash=data["eval"]["hash"],
+            role="baseline",
+            **common,
+        )
     embedded_run = (  # needs the model, no pool: beside the metrics and pools stages
         embed_for_expansion.submit(
             data, baseline, unlabeled_hash=data["unlabeled"]["hash"], **common
@@ -219,29 +224,34 @@ def active_learning_round(
     labels = {"filled_path": review.batch_path or None, "inline_labels": review.labels}
     with gates.beside(gate_annotations.submit(data, batch, **labels, **checks)):
         annotations = import_labels(data, batch, **labels, **common)
-    gates.settled()  # a candidate is built only from checked labels
-    candidate = build_candidate_version(
-        data,
-        annotations,
-        strategies={**config.strategies, "relabel": review.strategy},
-        annotator=report["annotator"],
-        **common,
-    )
-    gates.append(gate_new_version(data, candidate, **checks))
-    gates.settled()  # only a checked version is registered
-    version = register_new_version(data, candidate, **common)
-    if published is None:  # a simulated review: drawn and sent while the model retrains
-        map_before, published = _map_and_summary(before, batch, common)
-    # The pages of the gates so far are rendered while the model retrains.
-    docs_so_far = render_data_docs.submit(**common) if config.quality_gates else None
-    retrained = train_model(
+        candidate = build_candidate_version(  # a file in the round folder, not yet a version
+            data,
+            annotations,
+            strategies={**config.strategies, "relabel": review.strategy},
+            annotator=report["annotator"],
+            **common,
+        )
+    gates.append(gate_new_version.submit(data, candidate, **checks))
+    # The model retrains on the candidate (same content, same hash as the version it becomes)
+    # while its gates finish and it is registered; a failed gate stops the training at its
+    # next batch and the round ends with the gate's error.
+    retraining = train_model.submit(
         data,
         config.train,
-        train_hash=version["hash"],
+        train_hash=candidate["hash"],
         eval_hash=data["eval"]["hash"],
         role="retrained",
+        candidate=candidate["candidate"],
         **common,
     )
+    with gates.training_beside(retraining):
+        gates.settled()  # only a checked version is registered
+        version = register_new_version(data, candidate, **common)
+        if published is None:  # a simulated review: drawn and sent while the model retrains
+            map_before, published = _map_and_summary(before, batch, common)
+        # The pages of the gates so far are rendered while the model retrains.
+        docs_so_far = render_data_docs.submit(**common) if config.quality_gates else None
+        retrained = retraining.result()
     with gates.beside(gate_dynamics.submit(retrained, **checks)):
         after = compute_sample_metrics(data, retrained, name="retrained", draw_map=False, **common)
     map_after = draw_data_map.submit(after, **common)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -73,3 +74,29 @@ def stopwatch() -> Iterator[dict[str, float]]:
         yield timing
     finally:
         timing["seconds"] = round(time.perf_counter() - start, 3)
+
+
+_STOPS: dict[str, str] = {}
+_STOPS_LOCK = threading.Lock()
+
+
+def request_stop(round_id: str, reason: str) -> None:
+    """Ask the round's trainings to stop at their next batch (the first reason is kept).
+
+    A round's gates and trainings are tasks of one flow run, threads of one process: a gate
+    that fails beside a training asks it to stop, so the round ends with the gate's error in
+    seconds instead of after the whole training.
+    """
+    with _STOPS_LOCK:
+        _STOPS.setdefault(round_id, reason)
+
+
+def stop_requested(round_id: str) -> str | None:
+    """Why the round's trainings should stop, or None (asked before every batch)."""
+    return _STOPS.get(round_id)
+
+
+def clear_stop(round_id: str) -> None:
+    """Forget a stop request: a round (or its re-run after a suspension) starts clean."""
+    with _STOPS_LOCK:
+        _STOPS.pop(round_id, None)

@@ -26,7 +26,7 @@ from cartoflow.quality import failure_rows, raise_for_failures
 from cartoflow.quality.worker import build_data_docs, run_suite, start
 from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace
-from tasks.common import artifact_key, content_key, stopwatch
+from tasks.common import artifact_key, clear_stop, content_key, request_stop, stopwatch
 
 
 class GateRuns:
@@ -47,12 +47,15 @@ class GateRuns:
     :meth:`settled`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, round_id: str) -> None:
         self._runs: list[dict[str, Any] | PrefectFuture[dict[str, Any]]] = []
+        self._round_id = round_id
+        clear_stop(round_id)  # a failed gate asks the round's trainings to stop (in _gate)
 
-    def append(self, result: dict[str, Any]) -> None:
-        """A gate that ran before the next stage (its result)."""
-        self._runs.append(result)
+    def append(self, gate: dict[str, Any] | PrefectFuture[dict[str, Any]]) -> None:
+        """A gate that ran before the next stage (its result), or one still running (its
+        submitted task), settled at the next barrier."""
+        self._runs.append(gate)
 
     @contextmanager
     def beside(self, gate: PrefectFuture[dict[str, Any]]) -> Iterator[None]:
@@ -67,6 +70,22 @@ class GateRuns:
             yield
         except Exception:
             self.settled()  # a failed gate's error names the rows the stage choked on
+            raise
+
+    @contextmanager
+    def training_beside(self, training: PrefectFuture[Any]) -> Iterator[None]:
+        """Run the block (a barrier, a registration) while ``training`` (a submitted training of
+        this round) runs.
+
+        A gate that fails asks the round's trainings to stop at their next batch; so does a
+        block that fails. Either way the training is waited for and the block's error raised,
+        seconds after the failure instead of after the whole training.
+        """
+        try:
+            yield
+        except BaseException:
+            request_stop(self._round_id, "the round failed beside it")
+            training.wait()
             raise
 
     def settled(self) -> list[dict[str, Any]]:
@@ -133,6 +152,8 @@ def _gate(
             description=f"Failed expectations of the {suite} gate",
         )
     if not result["success"]:
+        if raise_on_failure:  # a training beside this gate stops at its next batch
+            request_stop(round_id, f"the {suite} gate failed")
         build_data_docs(docs_dir(workspace, round_id))
         if raise_on_failure:
             raise_for_failures(result)

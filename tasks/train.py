@@ -1,7 +1,8 @@
 """Stages 2 and 9: train the classifier with training-dynamics capture.
 
 Cached by content (dataset hash, eval hash, training config, role, round), so a suspended round
-that Prefect re-runs from the top does not train again.
+that Prefect re-runs from the top does not train again. A training stops at its next batch when
+a gate of its round fails beside it (``request_stop`` in tasks/common.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.logging import get_run_logger
 
 from cartoflow.train import EpochStats, TrainConfig, save_model, train_classifier
-from cartoflow.versions import read_registered
+from cartoflow.versions import read_candidate, read_registered
 from cartoflow.workspace import Workspace, write_json
-from tasks.common import artifact_key, content_key, stopwatch
+from tasks.common import artifact_key, content_key, stop_requested, stopwatch
 
 
 @task(
@@ -34,8 +35,12 @@ def train_model(
     role: str,
     round_id: str,
     workspace: str,
+    candidate: str | None = None,
 ) -> dict[str, Any]:
     """Train on the version ``train_hash`` names, record dynamics, evaluate on the eval set.
+
+    ``candidate`` (a workspace-relative file) trains on a candidate version with that hash that
+    is not registered yet: the round retrains while the candidate's gate runs.
 
     Writes ``runs/<round>/<role>/{dynamics/, model.pt, eval.json, history.json}`` and returns
     their workspace-relative paths with the eval result and the seconds spent.
@@ -43,7 +48,11 @@ def train_model(
     logger = get_run_logger()
     ws = Workspace.resolve(workspace)
     dataset = data["dataset"]
-    train_frame = read_registered(ws, dataset, train_hash)
+    train_frame = (
+        read_candidate(ws.root / candidate, train_hash)
+        if candidate
+        else read_registered(ws, dataset, train_hash)
+    )
     eval_frame = read_registered(ws, f"{dataset}.eval", eval_hash)
     names = list(data["label_names"])
     index = {name: i for i, name in enumerate(names)}
@@ -75,6 +84,7 @@ def train_model(
             eval_texts=eval_frame["text"].tolist(),
             eval_labels=eval_frame["label"].map(index).to_numpy(),
             progress=on_epoch,
+            stop=lambda: stop_requested(round_id),
             overwrite=True,  # cached by content: a re-run means the earlier one did not finish
         )
         save_model(result.model, out / "model.pt")

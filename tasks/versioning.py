@@ -1,7 +1,8 @@
 """Stage 8: apply the label decisions as a new, immutable dataset version.
 
 Two tasks around the new-version gate: ``build_candidate_version`` writes the decisions and the
-candidate frame into the round folder only; ``register_new_version`` stores the candidate as the
+candidate frame into the round folder only, and gives the candidate's content hash (the round
+retrains on it while the gate runs); ``register_new_version`` stores the candidate as the
 dataset's next version and records every decision in the catalog, after the gate passed.
 """
 
@@ -14,6 +15,7 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
+from cartoflow.errors import DataValidationError
 from cartoflow.report import label_change_counts
 from cartoflow.versions import (
     Strategy,
@@ -22,6 +24,7 @@ from cartoflow.versions import (
     read_registered,
     read_version,
     register_version,
+    write_candidate,
 )
 from cartoflow.workspace import Workspace, write_frame
 from tasks.common import stopwatch
@@ -70,10 +73,13 @@ def build_candidate_version(
         candidate = apply_decisions(parent, decisions)
         run_dir = ws.run_dir(round_id)
         decisions_path = write_frame(decisions, run_dir / "decisions.parquet")
-        candidate_path = write_frame(candidate, run_dir / "candidate_version.parquet")
+        candidate_path = run_dir / "candidate_version.parquet"
+        content = write_candidate(candidate, candidate_path)
     return {
         "decisions": str(decisions_path.relative_to(ws.root)),
         "candidate": str(candidate_path.relative_to(ws.root)),
+        "hash": content,
+        "rows": len(candidate),
         "parent": parent_rec.version,
         "changes": label_change_counts(decisions),
         "seconds": t["seconds"],
@@ -98,6 +104,11 @@ def register_new_version(
             round_id=round_id,
             note=f"round {round_id}",
         )
+        if record.hash != candidate["hash"]:  # the retraining used the candidate's content
+            raise DataValidationError(
+                f"{ws.root / candidate['candidate']} changed after the round built it and "
+                "retrained on it; a candidate version is written once. Re-run the round."
+            )
         if catalog.decisions(round_id).empty:  # a resumed round does not record twice
             catalog.record_decisions(round_id, pd.read_parquet(ws.root / candidate["decisions"]))
     get_run_logger().info(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from cartoflow.dynamics import read_dynamics
-from cartoflow.errors import DataValidationError, DynamicsError, TrainingError
+from cartoflow.errors import DataValidationError, DynamicsError, TrainingError, TrainingStopped
 from cartoflow.models import FastTextClassifier, NgramFeatures
 from cartoflow.train import (
     EpochStats,
@@ -208,6 +208,29 @@ def test_bad_model_stops_naming_epoch_and_batch(tmp_path: Path, fault: str, mess
         read_dynamics(path)
     partial = read_dynamics(path, allow_incomplete=True)
     assert partial.num_epochs == 1 and partial.num_samples == len(TEXTS)
+
+
+def test_stop_ends_the_training_at_the_batch_it_is_asked(tmp_path: Path) -> None:
+    asked: list[int] = []
+
+    def stop() -> str | None:
+        asked.append(1)
+        return "the dataset gate failed" if len(asked) > 8 + 3 else None  # 8 batches an epoch
+
+    path = tmp_path / "dyn"
+    with pytest.raises(TrainingStopped, match=r"stop at epoch 1, batch 3 \(of 8\): the dataset"):
+        train(path, stop=stop)
+    info = manifest(path)
+    assert info["status"] == "incomplete" and info["epochs"] == [0]
+    assert "the dataset gate failed" in info["reason"]
+
+
+def test_a_stop_that_gives_no_reason_changes_nothing(tmp_path: Path) -> None:
+    asked: list[int] = []
+    stopped = train(tmp_path / "a", stop=lambda: asked.append(1) or None)
+    plain = train(tmp_path / "b")
+    assert len(asked) == 8 * len(plain.history)  # asked before every batch
+    assert [h["loss"] for h in stopped.history] == [h["loss"] for h in plain.history]
 
 
 def test_failure_in_the_first_batch_keeps_no_epoch(tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ from cartoflow.versions import (
     apply_decisions,
     decide,
     read_registered,
+    read_candidate,
     read_version,
     register_version,
+    write_candidate,
 )
 from cartoflow.workspace import Workspace
 
@@ -106,6 +108,30 @@ def test_a_registered_version_is_read_by_its_hash(tmp_path: Path, parent) -> Non
     assert read_registered(ws, "d", rec.hash).equals(parent)
     with pytest.raises(KeyError, match="d 000000000000 is not registered"):
         read_registered(ws, "d", "0" * 64)
+
+
+def test_a_candidate_has_the_hash_of_the_version_registered_from_its_file(
+    tmp_path: Path, parent
+) -> None:
+    ws = Workspace(tmp_path).ensure()
+    path = ws.run_dir("r1") / "candidate_version.parquet"
+    content = write_candidate(parent.iloc[[2, 0, 1]], path)  # not a plain range index
+    with mock.patch("cartoflow.versions.frame_hash", side_effect=AssertionError("hashed again")):
+        candidate = read_candidate(path, content)  # written here, read without a new hash
+    assert candidate.equals(parent.iloc[[2, 0, 1]].reset_index(drop=True))
+    rec = register_version(
+        pd.read_parquet(path), workspace=ws, catalog=Catalog(ws.catalog_path), dataset="d"
+    )
+    assert rec.hash == content
+
+
+def test_a_candidate_changed_after_it_was_built_is_refused(tmp_path: Path, parent) -> None:
+    ws = Workspace(tmp_path).ensure()
+    path = ws.run_dir("r1") / "candidate_version.parquet"
+    content = write_candidate(parent, path)
+    parent.assign(label="0").to_parquet(path, index=False)
+    with pytest.raises(DataValidationError, match=r"candidate_version.parquet changed after"):
+        read_candidate(path, content)
 
 
 def test_decide_covers_every_action(parent) -> None:

@@ -230,6 +230,78 @@ def test_a_gate_beside_the_next_stage_stops_the_round_before_the_batch(
     assert not catalog.gates(run_dir.name).set_index("gate").loc["metrics", "success"]
 
 
+def _failing_gate(monkeypatch: pytest.MonkeyPatch, failing: str, held_role: str) -> None:
+    """The ``failing`` suite sees a duplicated id, and the ``held_role`` training waits at its
+    first batch until something asks it to stop (or 60 s pass): the test does not race the
+    gate."""
+    import tasks.gates
+    import tasks.train
+
+    validate, train = tasks.gates.run_suite, tasks.train.train_classifier
+
+    def duplicated_id(suite: str, frame: Any, **params: Any) -> dict[str, Any]:
+        if suite == failing:
+            frame = frame.copy()
+            frame.loc[frame.index[1], "id"] = frame["id"].iloc[0]
+        return validate(suite, frame, **params)
+
+    def held(*args: Any, stop: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + 60
+
+        def until_stopped() -> str | None:
+            while (reason := stop()) is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return reason
+
+        if Path(kwargs["dynamics_dir"]).parent.name == held_role:
+            return train(*args, stop=until_stopped, **kwargs)
+        return train(*args, stop=stop, **kwargs)
+
+    monkeypatch.setattr(tasks.gates, "run_suite", duplicated_id)
+    monkeypatch.setattr(tasks.train, "train_classifier", held)
+
+
+def _stopped_by(run_dir: Path, role: str) -> str:
+    """Why the ``role`` training stopped before its first epoch ended."""
+    manifest = json.loads((run_dir / role / "dynamics" / "_manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and manifest["epochs"] == []
+    assert not (run_dir / role / "model.pt").exists()
+    return str(manifest["reason"])
+
+
+def test_a_failed_dataset_gate_stops_the_baseline_training_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing_gate(monkeypatch, "dataset", held_role="baseline")
+    with pytest.raises(DataQualityError, match=r"(?s)`dataset`.*id") as raised:
+        active_learning_round(config=tiny_config(), workspace=str(tmp_path))
+
+    assert type(raised.value.__context__).__name__ == "TrainingStopped"
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "the dataset gate failed" in _stopped_by(run_dir, "baseline")
+    assert not (run_dir / "baseline" / "metrics.parquet").exists()
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    assert catalog.get_round(run_dir.name)["state"] == "failed"
+    assert not catalog.gates(run_dir.name).set_index("gate").loc["dataset", "success"]
+
+
+def test_a_failed_new_version_gate_stops_the_retraining_and_registers_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing_gate(monkeypatch, "new_version", held_role="retrained")
+    with pytest.raises(DataQualityError, match=r"(?s)`new_version`.*id"):
+        active_learning_round(config=tiny_config(), workspace=str(tmp_path))
+
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "candidate_version.parquet").exists()  # built, retrained on, not stored
+    assert "the new_version gate failed" in _stopped_by(run_dir, "retrained")
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    assert [v.version for v in catalog.versions("demo")] == [1]
+    assert catalog.decisions(run_dir.name).empty
+    assert catalog.get_round(run_dir.name)["state"] == "failed"
+    assert not catalog.gates(run_dir.name).set_index("gate").loc["new_version", "success"]
+
+
 def test_a_second_round_starts_from_a_stored_version(tmp_path: Path) -> None:
     first = active_learning_round(config=tiny_config(), workspace=str(tmp_path))
     second = active_learning_round(

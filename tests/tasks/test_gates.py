@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from cartoflow.errors import DataQualityError
+from tasks.common import request_stop, stop_requested
 from tasks.gates import GateRuns
 
 
@@ -28,7 +29,7 @@ def failed(suite: str) -> Finished:
 
 
 def test_settled_gives_every_result_in_stage_order() -> None:
-    gates = GateRuns()
+    gates = GateRuns("r1")
     gates.append({"gate": "dataset", "success": True, "seconds": 0.2})
     with gates.beside(Finished("dynamics")):  # type: ignore[arg-type]
         pass
@@ -38,7 +39,7 @@ def test_settled_gives_every_result_in_stage_order() -> None:
 
 
 def test_a_failed_gate_stops_the_round_at_the_barrier() -> None:
-    gates = GateRuns()
+    gates = GateRuns("r1")
     with gates.beside(failed("metrics")):  # type: ignore[arg-type]
         done = "the stage beside it ran"
     assert done
@@ -49,7 +50,7 @@ def test_a_failed_gate_stops_the_round_at_the_barrier() -> None:
 
 
 def test_a_stage_that_fails_beside_a_failed_gate_raises_the_gates_error() -> None:
-    gates = GateRuns()
+    gates = GateRuns("r1")
     with (
         pytest.raises(DataQualityError, match="`metrics`") as raised,
         gates.beside(failed("metrics")),  # type: ignore[arg-type]
@@ -59,7 +60,7 @@ def test_a_stage_that_fails_beside_a_failed_gate_raises_the_gates_error() -> Non
 
 
 def test_an_earlier_failed_gate_comes_before_a_later_stage_error() -> None:
-    gates = GateRuns()
+    gates = GateRuns("r1")
     with gates.beside(failed("metrics")):  # type: ignore[arg-type]
         pass
     later = Finished("pools")
@@ -71,8 +72,46 @@ def test_an_earlier_failed_gate_comes_before_a_later_stage_error() -> None:
 
 
 def test_a_stage_error_beside_passing_gates_is_its_own() -> None:
-    gates = GateRuns()
+    gates = GateRuns("r1")
     gate = Finished("pools")
     with pytest.raises(ValueError, match="choked"), gates.beside(gate):  # type: ignore[arg-type]
         raise ValueError("expansion choked")
     assert gate.asked == 1  # it was waited for before the stage's error went on
+
+
+class Training:
+    """A submitted training's future: ``wait`` records that the round waited for it."""
+
+    def __init__(self) -> None:
+        self.waited = False
+
+    def wait(self) -> None:
+        self.waited = True
+
+
+def test_a_round_starts_without_an_earlier_runs_stop_request() -> None:
+    request_stop("r1", "the dataset gate failed")  # a run of r1 before a suspension
+    GateRuns("r1")
+    assert stop_requested("r1") is None
+
+
+def test_a_block_that_fails_beside_a_training_stops_it_and_waits() -> None:
+    gates = GateRuns("r1")
+    training = Training()
+    with (
+        pytest.raises(DataQualityError, match="`new_version`"),
+        gates.training_beside(training),  # type: ignore[arg-type]
+    ):
+        gates.append(failed("new_version"))  # type: ignore[arg-type]
+        gates.settled()
+    assert training.waited
+    assert stop_requested("r1") == "the round failed beside it"
+
+
+def test_a_block_that_passes_beside_a_training_leaves_it_running() -> None:
+    gates = GateRuns("r1")
+    training = Training()
+    with gates.training_beside(training):  # type: ignore[arg-type]
+        gates.append(Finished("new_version"))  # type: ignore[arg-type]
+        gates.settled()
+    assert not training.waited and stop_requested("r1") is None
