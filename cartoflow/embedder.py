@@ -60,6 +60,11 @@ def _warm_up() -> None:
     torch.set_num_threads(1)
     import cartoflow.train  # noqa: F401  (the model classes, before the first request)
 
+    # load_model builds the model on the meta device; the first module built there imports
+    # torch's reference implementations (about 1.5 s), here rather than in the first request.
+    with torch.device("meta"):
+        torch.nn.EmbeddingBag(2, 2)
+
 
 if __name__ == "__main__":
     serve(_HELPER.functions, warm_up=_warm_up, nice=3)

@@ -10,8 +10,8 @@ from cartoflow.errors import DataValidationError
 from cartoflow.versions import (
     apply_decisions,
     decide,
-    read_registered,
     read_candidate,
+    read_registered,
     read_version,
     register_version,
     write_candidate,
