@@ -913,6 +913,7 @@ def train_with_threshold_samples(
     progress: Callable[[EpochStats], None] | None = None,
     model: nn.Module | None = None,
     overwrite: bool = False,
+    stop: Callable[[], str | None] | None = None,
 ) -> ThresholdRunResult:
     """Area Under the Margin threshold-sample run (Pleiss et al. 2020, arXiv 2001.10528).
 
@@ -935,9 +936,7 @@ def train_with_threshold_samples(
         progress: Per-epoch callback, as in :func:`train_classifier`.
         model: A model with C + 1 outputs, instead of the configured architecture.
         overwrite: Replace a recording already in ``dynamics_dir``.
-        stop: Asked before every batch; a reason (a string) stops the training there with
-            :class:`~cartoflow.errors.TrainingStopped`. A round stops its training this way when
-            a quality gate beside it fails.
+        stop: Asked before every batch, as in :func:`train_classifier`.
 
     Returns:
         :class:`ThresholdRunResult` with the cut-off, the estimated mislabeled count and the
@@ -966,6 +965,7 @@ def train_with_threshold_samples(
             progress=progress,
             model=model,
             overwrite=overwrite,
+            stop=stop,
         )
         dynamics = read_dynamics(path, columns=["margin"])
         margins = np.asarray(aum_metric(dynamics.margin), dtype=np.float64)

@@ -7,7 +7,11 @@ a gate of its round fails beside it (``request_stop`` in tasks/common.py).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
+import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,46 @@ from cartoflow.train import EpochStats, TrainConfig, save_model, train_classifie
 from cartoflow.versions import read_candidate, read_registered
 from cartoflow.workspace import Workspace, write_json
 from tasks.common import artifact_key, content_key, stop_requested, stopwatch
+
+
+class _Progress:
+    """The training's progress artifact (0-100), posted from a thread of its own.
+
+    Creating the artifact and updating it after every epoch are API calls of about 50 ms each
+    that the training would otherwise wait for. Updates queued while one is being posted are
+    merged into the latest. :meth:`close` waits until the last one is posted.
+    """
+
+    def __init__(self, *, key: str, description: str, logger: Any) -> None:
+        self._logger = logger
+        self._updates: queue.SimpleQueue[float | None] = queue.SimpleQueue()
+        context = contextvars.copy_context()  # the task run the artifact belongs to
+        self._thread = threading.Thread(
+            target=context.run, args=(self._post, key, description), name=f"progress-{key}"
+        )
+        self._thread.start()
+
+    def _post(self, key: str, description: str) -> None:
+        try:
+            artifact = create_progress_artifact(progress=0.0, key=key, description=description)
+            closing = False
+            while not closing:
+                waiting = [self._updates.get()]
+                while not self._updates.empty():  # those waiting: only the latest is posted
+                    waiting.append(self._updates.get())
+                closing = waiting[-1] is None
+                values = [value for value in waiting if value is not None]
+                if values:
+                    update_progress_artifact(artifact, progress=values[-1])
+        except Exception as exc:  # progress is for people watching; the training goes on
+            self._logger.warning("The progress artifact %s was not updated: %s", key, exc)
+
+    def update(self, progress: float) -> None:
+        self._updates.put(min(max(progress, 0.0), 100.0))
+
+    def close(self) -> None:
+        self._updates.put(None)
+        self._thread.join()
 
 
 @task(
@@ -57,15 +101,14 @@ def train_model(
     names = list(data["label_names"])
     index = {name: i for i, name in enumerate(names)}
     out = ws.run_dir(round_id) / role
-    progress_id = create_progress_artifact(
-        progress=0.0,
+    progress = _Progress(
         key=artifact_key("round", round_id, role, "training"),
         description=f"Training the {role} model ({config.epochs} epochs)",
+        logger=logger,
     )
 
     def on_epoch(stats: EpochStats) -> None:
-        done = 100.0 * (int(stats["epoch"]) + 1) / config.epochs
-        update_progress_artifact(progress_id, progress=min(done, 100.0))
+        progress.update(100.0 * (int(stats["epoch"]) + 1) / config.epochs)
         logger.info(
             "%s epoch %d/%d: %s",
             role,
@@ -74,7 +117,7 @@ def train_model(
             ", ".join(f"{k}={v:.4f}" for k, v in stats.items() if isinstance(v, float)),
         )
 
-    with stopwatch() as t:
+    with stopwatch() as t, contextlib.closing(progress):
         result = train_classifier(
             train_frame["text"].tolist(),
             train_frame["label"].map(index).to_numpy(),

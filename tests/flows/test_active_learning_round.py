@@ -76,6 +76,15 @@ def test_full_round_with_the_simulated_annotator(tmp_path: Path) -> None:
     }
     summary = (tmp_path / "runs" / rid / "batch_summary.md").read_text(encoding="utf-8")
     assert "![data map](data:image/png;base64," in summary  # the baseline's, drawn beside
+    keys = [artifact_key("round", rid, role, "training") for role in ("baseline", "retrained")]
+    with get_client(sync_client=True) as client:
+        progress = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys))
+        )
+    assert sorted((str(a.key), a.type, a.data) for a in progress) == [
+        (keys[0], "progress", 100.0),  # posted beside the training, the last one waited for
+        (keys[1], "progress", 100.0),
+    ]
 
 
 def test_a_round_with_nothing_to_review_ends_without_a_new_version(tmp_path: Path) -> None:
