@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,8 @@ def test_the_worker_reports_what_this_process_reports(tmp_path: Path) -> None:
     index = worker.build_data_docs(tmp_path / "w")
     assert index == (tmp_path / "w").resolve() / "index.html"
     assert "dataset" in index.read_text()
+    # Below the round's priority: the stages the round waits for take the cores first.
+    assert os.getpriority(os.PRIO_PROCESS, worker._HELPER._process.pid) == min(os.nice(0) + 5, 19)
 
 
 SCRIPT = """
