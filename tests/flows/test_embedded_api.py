@@ -28,6 +28,7 @@ except RuntimeError as error:
 with urllib.request.urlopen(api.url + "/health") as response:
     healthy = response.status == 200
 settings_url = get_current_settings().api.url
+nice_below = os.getpriority(os.PRIO_PROCESS, api.process.pid) - os.getpriority(os.PRIO_PROCESS, 0)
 heartbeats = get_current_settings().flows.heartbeat_frequency
 with api.runs():
     heartbeats_in_runs = get_current_settings().flows.heartbeat_frequency
@@ -35,7 +36,7 @@ api.stop()
 print(json.dumps({
     "url": api.url, "healthy": healthy, "settings_url": settings_url,
     "env_url": os.environ["PREFECT_API_URL"], "exited": api.process.poll() is not None,
-    "heartbeats": heartbeats, "heartbeats_in_runs": heartbeats_in_runs,
+    "heartbeats": heartbeats, "heartbeats_in_runs": heartbeats_in_runs, "nice_below": nice_below,
 }))
 """
 
@@ -80,6 +81,7 @@ def test_the_api_starts_points_prefect_at_itself_and_stops(prefect_home: Path) -
     # Flow runs against it send no heartbeats; Prefect's setting is untouched outside runs().
     assert result["heartbeats"] is not None
     assert result["heartbeats_in_runs"] is None
+    assert result["nice_below"] == 5  # once up, below the round's priority
 
 
 def test_an_api_that_cannot_start_names_the_url_and_the_way_around(tmp_path: Path) -> None:
