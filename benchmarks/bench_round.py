@@ -166,6 +166,10 @@ def main() -> None:
         f"  {'share outside training + metrics':40}{outside_on:>10.1%}{outside_off:>11.1%}", end=""
     )
     print("   target <= 25%")
+    for name, runs in (("  each round, gates on", on), ("  each round, gates off", off)):
+        shares = " ".join(f"{share_outside(r, 'wall'):.1%}" for r in runs)
+        outside = " ".join(f"{r['wall'] - r['core']:.1f}" for r in runs)
+        print(f"  {name:40}{shares}  (outside: {outside} s)")
     added = median_of(on, "wall") / median_of(off, "wall") - 1
     print(f"  {'wall time the gates add':40}{added:>10.1%}{'':>11}   target <= 10%")
     # The same, without the training's run-to-run noise: the gates change only the rest.
