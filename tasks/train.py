@@ -37,8 +37,11 @@ class _Progress:
         self._logger = logger
         self._updates: queue.SimpleQueue[float | None] = queue.SimpleQueue()
         context = contextvars.copy_context()  # the task run the artifact belongs to
-        self._thread = threading.Thread(
-            target=context.run, args=(self._post, key, description), name=f"progress-{key}"
+        self._thread = threading.Thread(  # a daemon: a training that never closes it can exit
+            target=context.run,
+            args=(self._post, key, description),
+            name=f"progress-{key}",
+            daemon=True,
         )
         self._thread.start()
 
