@@ -24,7 +24,7 @@ from prefect.logging import get_run_logger
 from cartoflow.catalog import Catalog
 from cartoflow.quality import failure_rows, raise_for_failures
 from cartoflow.quality.worker import build_data_docs, run_suite, start
-from cartoflow.versions import read_registered
+from cartoflow.versions import read_candidate, read_registered
 from cartoflow.workspace import Workspace
 from tasks.common import artifact_key, clear_stop, content_key, request_stop, stopwatch
 
@@ -319,7 +319,7 @@ def gate_new_version(
     ws = Workspace.resolve(workspace)
     return _gate(
         "new_version",
-        pd.read_parquet(ws.root / candidate["candidate"]),
+        read_candidate(ws.root / candidate["candidate"], candidate["hash"]),
         parent=_version_frame(data, data["train"]["hash"], workspace),
         decisions=pd.read_parquet(ws.root / candidate["decisions"]),
         labels=data["label_names"],

@@ -15,12 +15,12 @@ from prefect import task
 from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
-from cartoflow.errors import DataValidationError
 from cartoflow.report import label_change_counts
 from cartoflow.versions import (
     Strategy,
     apply_decisions,
     decide,
+    read_candidate,
     read_registered,
     read_version,
     register_version,
@@ -94,7 +94,8 @@ def register_new_version(
     ws = Workspace.resolve(workspace)
     catalog = Catalog(ws.catalog_path)
     with stopwatch() as t:
-        frame = pd.read_parquet(ws.root / candidate["candidate"])
+        # The content the gate checked and the model retrained on, or an error if it changed.
+        frame = read_candidate(ws.root / candidate["candidate"], candidate["hash"])
         record = register_version(
             frame,
             workspace=ws,
@@ -104,11 +105,6 @@ def register_new_version(
             round_id=round_id,
             note=f"round {round_id}",
         )
-        if record.hash != candidate["hash"]:  # the retraining used the candidate's content
-            raise DataValidationError(
-                f"{ws.root / candidate['candidate']} changed after the round built it and "
-                "retrained on it; a candidate version is written once. Re-run the round."
-            )
         if catalog.decisions(round_id).empty:  # a resumed round does not record twice
             catalog.record_decisions(round_id, pd.read_parquet(ws.root / candidate["decisions"]))
     get_run_logger().info(
