@@ -19,7 +19,14 @@ from cartoflow.datasets import LabelMap
 from cartoflow.neardup import dedup_batch
 from cartoflow.versions import read_registered
 from cartoflow.workspace import Workspace, write_frame, write_text
-from tasks.common import artifact_key, content_key, png_data_url, publish_markdown, stopwatch
+from tasks.common import (
+    artifact_key,
+    content_key,
+    png_data_url,
+    publish_markdown,
+    stopwatch,
+    table_preview,
+)
 
 TOP_EXAMPLES = 5
 
@@ -197,10 +204,13 @@ def publish_batch(
     publish_markdown(markdown, key=keys[0], description="What the reviewers are asked to approve")
     if batch["rows"]:
         keys.append(artifact_key("round", round_id, "batch"))
+        table, shown = table_preview(rows.drop(columns=["new_label"]))
         create_table_artifact(
-            table=rows.drop(columns=["new_label"]).astype(str).to_dict(orient="records"),
+            table=table,
             key=keys[1],
-            description="The annotation batch",
+            description="The annotation batch"
+            + ("" if shown == len(rows) else f": its first {shown} of {len(rows)} rows")
+            + f" (the whole batch: {batch['csv']})",
         )
     return {"summary": str(summary.relative_to(ws.root)), "artifacts": keys}
 

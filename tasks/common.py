@@ -8,6 +8,7 @@ re-runs from the top comes back to the human gate without retraining.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import threading
 import time
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect.artifacts import create_image_artifact, create_markdown_artifact
 from prefect.context import TaskRunContext
 
@@ -63,6 +65,47 @@ def publish_image(path: Path, *, key: str, description: str) -> None:
 
 def publish_markdown(markdown: str, *, key: str, description: str) -> None:
     create_markdown_artifact(markdown=markdown, key=key, description=description)
+
+
+TABLE_BYTES = 1_000_000
+"""How large a table artifact may be as sent. Prefect's API refuses events over 1.5 MB
+(``PREFECT_SERVER_EVENTS_MAXIMUM_SIZE_BYTES``), the artifact's own event among them, and the
+UI pages a table anyway: a larger one is previewed, and its file is named."""
+TABLE_TEXT_CHARS = 300
+"""Longer cells are cut in a table artifact (the file keeps the whole text)."""
+
+
+def _cell(value: Any) -> str:
+    try:
+        if pd.isna(value):  # None, NaN, NA, NaT: an empty cell
+            return ""
+    except (TypeError, ValueError):  # a list or an array: not one missing value
+        pass
+    text = str(value)
+    return text if len(text) <= TABLE_TEXT_CHARS else text[: TABLE_TEXT_CHARS - 1] + "\u2026"
+
+
+def table_preview(
+    frame: pd.DataFrame, *, max_bytes: int = TABLE_BYTES
+) -> tuple[dict[str, list[str]], int]:
+    """The first rows of ``frame`` as a table artifact's columns, within ``max_bytes`` as sent.
+
+    Column-wise (``{column: [cells]}``: the names once, not once per row), every cell a string
+    (missing: empty) cut to :data:`TABLE_TEXT_CHARS`. The size counted is the one Prefect
+    sends: the table is JSON-encoded into the artifact's ``data`` field (non-ASCII text
+    escaped, 6 bytes a character), which is JSON-encoded again in the request and its event.
+
+    Returns:
+        ``(columns, rows)``: the table and how many of ``frame``'s rows it holds (all of them
+        when it fits; at least one when ``frame`` has any).
+    """
+    cells = frame.map(_cell)
+    # Each cell as sent: JSON in JSON (its outer quotes stand for its separator).
+    sizes = cells.map(lambda v: len(json.dumps(json.dumps(v)))).sum(axis=1).to_numpy()
+    header = len(json.dumps(json.dumps({str(c): [] for c in frame.columns})))
+    fits = int((header + sizes.cumsum() <= max_bytes).sum())
+    rows = max(fits, min(len(frame), 1))
+    return {str(c): cells[c].iloc[:rows].tolist() for c in frame.columns}, rows
 
 
 @contextmanager

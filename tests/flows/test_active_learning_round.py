@@ -76,6 +76,12 @@ def test_full_round_with_the_simulated_annotator(tmp_path: Path) -> None:
     }
     summary = (tmp_path / "runs" / rid / "batch_summary.md").read_text(encoding="utf-8")
     assert "![data map](data:image/png;base64," in summary  # the baseline's, drawn beside
+    with get_client(sync_client=True) as client:
+        (table,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"round-{rid}-batch"]))
+        )
+    assert json.loads(str(table.data))["id"] == batch["id"].astype(str).tolist()  # column-wise
+    assert str(tmp_path / "runs" / rid / "batch.csv") in str(table.description)
     keys = [artifact_key("round", rid, role, "training") for role in ("baseline", "retrained")]
     with get_client(sync_client=True) as client:
         progress = client.read_artifacts(
