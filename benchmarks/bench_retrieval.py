@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--big-dim", type=int, default=384)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--chunk-size", type=int, default=8192)
+    parser.add_argument("--chunk-size", type=int, default=4096)  # expansion.DEFAULT_CHUNK_SIZE
     parser.add_argument("--texts", type=int, default=100_000)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="10x smaller sizes")
