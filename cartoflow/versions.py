@@ -258,7 +258,7 @@ def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFra
 
     Rows without a fix keep every value of the parent, in the parent's order.
     """
-    unknown_actions = sorted(set(decisions["action"]) - set(ACTIONS))
+    unknown_actions = sorted(set(decisions["action"].unique().tolist()) - set(ACTIONS))
     if unknown_actions:
         raise ValueError(f"Expected actions among {ACTIONS}, but got {unknown_actions}.")
     dup = decisions["sample_id"][decisions["sample_id"].duplicated()]
@@ -268,22 +268,32 @@ def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFra
             "have several. Keep one row per id in the annotation file."
         )
     by_action = {a: decisions[decisions["action"] == a] for a in ACTIONS}
-    touched = set(by_action["fix"]["sample_id"]) | set(by_action["remove"]["sample_id"])
-    missing = sorted(touched - set(parent["id"]))
+    # Object indexes (``dtype=object``: pandas would infer Arrow strings) and hash tables
+    # throughout: on Arrow strings ``set(column)`` and ``isin`` run in Python, an element a time.
+    ids = pd.Index(parent["id"].to_numpy(dtype=object), dtype=object)
+    touched = pd.Index(
+        np.concatenate(
+            [by_action[a]["sample_id"].to_numpy(dtype=object) for a in ("fix", "remove")]
+        ),
+        dtype=object,
+    )
+    missing = sorted(touched[~touched.isin(ids)].tolist())
     if missing:
         raise DataValidationError(
             f"Decisions name ids {describe_items(missing)} that are not in the parent version."
         )
-    fixes = by_action["fix"].set_index("sample_id")["new_label"]
+    fixes = by_action["fix"]
     new = parent.copy()
-    ids = new["id"].astype(object)  # object: Arrow-string isin loops in Python
-    hit = ids.isin(fixes.index.astype(object))
-    new.loc[hit, "label"] = new.loc[hit, "id"].map(fixes).astype(new["label"].dtype)
-    new = new[~ids.isin(by_action["remove"]["sample_id"].astype(object))]
+    at = ids.get_indexer(pd.Index(fixes["sample_id"].to_numpy(dtype=object), dtype=object))
+    if at.size:
+        labels = fixes["new_label"].astype(new["label"].dtype).to_numpy()
+        new.iloc[at, list(new.columns).index("label")] = labels
+    new = new[~ids.isin(by_action["remove"]["sample_id"].to_numpy(dtype=object))]
 
     adds = by_action["add"]
     if len(adds):
-        clash = sorted(set(adds["sample_id"]) & set(parent["id"]))
+        added_ids = pd.Index(adds["sample_id"].to_numpy(dtype=object), dtype=object)
+        clash = sorted(added_ids[added_ids.isin(ids)].tolist())
         if clash:
             raise DataValidationError(
                 f"Expected added samples to be new, but ids {describe_items(clash)} are "

@@ -38,15 +38,19 @@ def _with_source_columns(
     new = ~annotated["id"].astype(object).isin(parent["id"].astype(object))
     if not new.any() or "unlabeled" not in data:
         return annotated
-    source = read_registered(
-        ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"]
-    ).set_index("id")
+    source = read_registered(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])
+    # Positions through an object index: mapping over Arrow strings runs in Python.
+    at = pd.Index(source["id"].to_numpy(dtype=object), dtype=object).get_indexer(
+        annotated.loc[new, "id"].to_numpy(dtype=object)
+    )
     out = annotated.copy()
     for column in ("text", "group", "true_label"):
         if column in source.columns:
             if column not in out.columns:
                 out[column] = pd.Series(pd.NA, index=out.index, dtype=source[column].dtype)
-            out.loc[new, column] = out.loc[new, "id"].map(source[column]).to_numpy()
+            values = source[column].to_numpy(dtype=object)[at]
+            values[at < 0] = None  # not in the unlabeled version: missing, as before
+            out.loc[new, column] = values
     return out
 
 
