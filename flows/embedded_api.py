@@ -38,6 +38,12 @@ PORT_IN_USE = 3  # uvicorn's exit code when the port was taken between our check
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 API_NICE = 5
 """How far below the round's CPU priority the API runs once it answers (see ``wait_ready``)."""
+NOTICE_AFTER = 2.0
+"""Seconds of waiting for the API before ``wait_ready`` says on stderr what the wait is."""
+NOTICE = (
+    "Starting Prefect's temporary local API (a few seconds; the first time on this machine "
+    "it also creates Prefect's database, about 15 s more)..."
+)
 
 
 def _free_port() -> int:
@@ -147,11 +153,18 @@ class EmbeddedAPI:
             with suppress(OSError):  # a platform that refuses: the API runs as it is
                 os.setpriority(os.PRIO_PROCESS, self.process.pid, wanted)
 
-    def wait_ready(self, *, timeout: float | None = None) -> None:
+    def wait_ready(
+        self, *, timeout: float | None = None, notice_after: float = NOTICE_AFTER
+    ) -> None:
         """Block until the API answers its health check.
+
+        A wait longer than ``notice_after`` seconds is explained once on stderr (:data:`NOTICE`):
+        the API's start is most of a round's first seconds, and the very first one on a machine
+        also creates Prefect's database (10-20 s on 2 cores), with nothing else on the screen.
 
         Args:
             timeout: seconds; default Prefect's ``server.ephemeral.startup_timeout_seconds``.
+            notice_after: seconds to wait before the notice.
 
         Raises:
             RuntimeError: the server exited or did not answer in time; names the URL, the exit
@@ -162,8 +175,13 @@ class EmbeddedAPI:
             from prefect.settings import get_current_settings
 
             timeout = float(get_current_settings().server.ephemeral.startup_timeout_seconds)
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        noticed = False
         while time.monotonic() < deadline:
+            if not noticed and time.monotonic() - start >= notice_after:
+                print(NOTICE, file=sys.stderr, flush=True)
+                noticed = True
             code = self.process.poll()
             if code == PORT_IN_USE:  # lost a race for the port: take another one
                 self._relaunch()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.embedded_api import EmbeddedAPI
+from flows.embedded_api import NOTICE, EmbeddedAPI
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ from flows.embedded_api import EmbeddedAPI
 from prefect.settings import get_current_settings
 api = EmbeddedAPI.start()
 try:
-    api.wait_ready(timeout=float(sys.argv[1]))
+    api.wait_ready(timeout=float(sys.argv[1]), notice_after=float(sys.argv[2]))
 except RuntimeError as error:
     print(json.dumps({"error": str(error), "exited": api.process.poll() is not None}))
     sys.exit(0)
@@ -53,10 +53,13 @@ def fresh_env(home: Path, **env: str) -> dict[str, str]:
     return clean | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **env}
 
 
-def run_script(home: Path, timeout: float, **env: str) -> dict[str, object]:
+def run_script(
+    home: Path, timeout: float, notice_after: float = 600, **env: str
+) -> dict[str, object]:
+    """SCRIPT's findings, and its ``stderr``."""
     clean = fresh_env(home, **env)
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(timeout)],
+        [sys.executable, "-c", SCRIPT, str(timeout), str(notice_after)],
         cwd=ROOT,
         env=clean,
         capture_output=True,
@@ -64,7 +67,7 @@ def run_script(home: Path, timeout: float, **env: str) -> dict[str, object]:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    return dict(json.loads(done.stdout.strip().splitlines()[-1])) | {"stderr": done.stderr}
 
 
 def test_a_configured_server_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,8 +76,10 @@ def test_a_configured_server_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_the_api_starts_points_prefect_at_itself_and_stops(prefect_home: Path) -> None:
-    result = run_script(prefect_home, timeout=120)
+    # notice_after=0: its first health check comes before the server has even imported
+    result = run_script(prefect_home, timeout=120, notice_after=0)
     assert result["healthy"] is True
+    assert str(result["stderr"]).count(NOTICE) == 1  # said once, however long the wait
     assert result["settings_url"] == result["env_url"] == result["url"]
     assert result["exited"] is True
     assert (prefect_home / "prefect.db").exists()  # this PREFECT_HOME's database
