@@ -284,8 +284,14 @@ def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFra
         )
     fixes = by_action["fix"]
     new = parent.copy()
-    at = ids.get_indexer(pd.Index(fixes["sample_id"].to_numpy(dtype=object), dtype=object))
-    if at.size:
+    if len(fixes):
+        if not ids.is_unique:
+            repeated = ids[ids.duplicated()].unique().tolist()
+            raise DataValidationError(
+                f"Expected unique ids in the parent version, but ids {describe_items(repeated)} "
+                "repeat: a fix could not say which row it is for."
+            )
+        at = ids.get_indexer(pd.Index(fixes["sample_id"].to_numpy(dtype=object), dtype=object))
         labels = fixes["new_label"].astype(new["label"].dtype).to_numpy()
         new.iloc[at, list(new.columns).index("label")] = labels
     new = new[~ids.isin(by_action["remove"]["sample_id"].to_numpy(dtype=object))]

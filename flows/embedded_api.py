@@ -179,9 +179,6 @@ class EmbeddedAPI:
         deadline = start + timeout
         noticed = False
         while time.monotonic() < deadline:
-            if not noticed and time.monotonic() - start >= notice_after:
-                print(NOTICE, file=sys.stderr, flush=True)
-                noticed = True
             code = self.process.poll()
             if code == PORT_IN_USE:  # lost a race for the port: take another one
                 self._relaunch()
@@ -195,6 +192,9 @@ class EmbeddedAPI:
                         return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
+            if not noticed and time.monotonic() - start >= notice_after:  # not up yet
+                print(NOTICE, file=sys.stderr, flush=True)
+                noticed = True
             time.sleep(0.05)
         self.stop(drain=False)
         raise RuntimeError(self._failure(f"did not answer within {timeout:.0f} s"))

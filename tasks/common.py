@@ -76,11 +76,8 @@ TABLE_TEXT_CHARS = 300
 
 
 def _cell(value: Any) -> str:
-    try:
-        if pd.isna(value):  # None, NaN, NA, NaT: an empty cell
-            return ""
-    except (TypeError, ValueError):  # a list or an array: not one missing value
-        pass
+    if pd.api.types.is_scalar(value) and pd.isna(value):  # None, NaN, NA, NaT: an empty cell
+        return ""
     text = str(value)
     return text if len(text) <= TABLE_TEXT_CHARS else text[: TABLE_TEXT_CHARS - 1] + "\u2026"
 
@@ -92,8 +89,9 @@ def table_preview(
 
     Column-wise (``{column: [cells]}``: the names once, not once per row), every cell a string
     (missing: empty) cut to :data:`TABLE_TEXT_CHARS`. The size counted is the one Prefect
-    sends: the table is JSON-encoded into the artifact's ``data`` field (non-ASCII text
-    escaped, 6 bytes a character), which is JSON-encoded again in the request and its event.
+    sends: the table is JSON-encoded into the artifact's ``data`` field (non-ASCII text as
+    ``\\uXXXX``), which is JSON-encoded again in the request and its event (its backslash
+    escaped: 7 bytes a character).
 
     Returns:
         ``(columns, rows)``: the table and how many of ``frame``'s rows it holds (all of them

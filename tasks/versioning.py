@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
@@ -43,13 +44,14 @@ def _with_source_columns(
     at = pd.Index(source["id"].to_numpy(dtype=object), dtype=object).get_indexer(
         annotated.loc[new, "id"].to_numpy(dtype=object)
     )
+    found = at >= 0
     out = annotated.copy()
     for column in ("text", "group", "true_label"):
         if column in source.columns:
             if column not in out.columns:
                 out[column] = pd.Series(pd.NA, index=out.index, dtype=source[column].dtype)
-            values = source[column].to_numpy(dtype=object)[at]
-            values[at < 0] = None  # not in the unlabeled version: missing, as before
+            values = np.full(len(at), None, dtype=object)  # not in the unlabeled version
+            values[found] = source[column].to_numpy(dtype=object)[at[found]]
             out.loc[new, column] = values
     return out
 

@@ -192,3 +192,12 @@ def test_apply_refuses_duplicate_or_unknown_decisions(parent) -> None:
             strategies={"relabel": "drop"},
             annotator="x",
         )  # type: ignore[dict-item]
+
+
+def test_a_fix_needs_unique_ids_in_the_parent(parent) -> None:
+    twice = pd.concat([parent, parent.iloc[[1]]], ignore_index=True)  # "b" twice
+    fix = decide(_annotations([("a", "relabel", "2")]), parent, strategies={}, annotator="x")
+    with pytest.raises(DataValidationError, match="ids b repeat"):
+        apply_decisions(twice, fix)
+    keep = decide(_annotations([("a", "relabel", None)]), parent, strategies={}, annotator="x")
+    assert apply_decisions(twice, keep).equals(twice)  # nothing to place: applied as before

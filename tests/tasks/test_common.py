@@ -51,7 +51,7 @@ def test_a_table_that_fits_is_sent_whole_column_wise() -> None:
 
 
 def test_a_large_table_is_previewed_within_the_size_the_api_accepts() -> None:
-    # Non-ASCII text is sent escaped (6 bytes a character): 2000 rows of 150 characters.
+    # Non-ASCII text is sent escaped (7 bytes a character): 2000 rows of 150 characters.
     frame = pd.DataFrame(
         {"id": [f"t{i:05d}" for i in range(2000)], "text": ["青岛的房价" * 30] * 2000}
     )
