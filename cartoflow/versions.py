@@ -19,6 +19,7 @@ import pandas as pd
 
 from cartoflow.annotate import REMOVE, SKIP
 from cartoflow.catalog import Catalog, VersionRecord
+from cartoflow.datasets import id_keys
 from cartoflow.errors import DataValidationError, describe_items
 from cartoflow.workspace import Workspace, frame_hash, write_frame
 
@@ -268,15 +269,8 @@ def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFra
             "have several. Keep one row per id in the annotation file."
         )
     by_action = {a: decisions[decisions["action"] == a] for a in ACTIONS}
-    # Object indexes (``dtype=object``: pandas would infer Arrow strings) and hash tables
-    # throughout: on Arrow strings ``set(column)`` and ``isin`` run in Python, an element a time.
-    ids = pd.Index(parent["id"].to_numpy(dtype=object), dtype=object)
-    touched = pd.Index(
-        np.concatenate(
-            [by_action[a]["sample_id"].to_numpy(dtype=object) for a in ("fix", "remove")]
-        ),
-        dtype=object,
-    )
+    ids = id_keys(parent["id"])  # object hash tables: on Arrow strings set() and isin loop
+    touched = id_keys(pd.concat([by_action[a]["sample_id"] for a in ("fix", "remove")]))
     missing = sorted(touched[~touched.isin(ids)].tolist())
     if missing:
         raise DataValidationError(
@@ -291,14 +285,14 @@ def apply_decisions(parent: pd.DataFrame, decisions: pd.DataFrame) -> pd.DataFra
                 f"Expected unique ids in the parent version, but ids {describe_items(repeated)} "
                 "repeat: a fix could not say which row it is for."
             )
-        at = ids.get_indexer(pd.Index(fixes["sample_id"].to_numpy(dtype=object), dtype=object))
+        at = ids.get_indexer(id_keys(fixes["sample_id"]))
         labels = fixes["new_label"].astype(new["label"].dtype).to_numpy()
         new.iloc[at, list(new.columns).index("label")] = labels
-    new = new[~ids.isin(by_action["remove"]["sample_id"].to_numpy(dtype=object))]
+    new = new[~ids.isin(id_keys(by_action["remove"]["sample_id"]))]
 
     adds = by_action["add"]
     if len(adds):
-        added_ids = pd.Index(adds["sample_id"].to_numpy(dtype=object), dtype=object)
+        added_ids = id_keys(adds["sample_id"])
         clash = sorted(added_ids[added_ids.isin(ids)].tolist())
         if clash:
             raise DataValidationError(

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from prefect import task
 from prefect.logging import get_run_logger
 
 from cartoflow.catalog import Catalog
+from cartoflow.datasets import id_keys, pick
 from cartoflow.report import label_change_counts
 from cartoflow.versions import (
     Strategy,
@@ -40,19 +40,15 @@ def _with_source_columns(
     if not new.any() or "unlabeled" not in data:
         return annotated
     source = read_registered(ws, f"{data['dataset']}.unlabeled", data["unlabeled"]["hash"])
-    # Positions through an object index: mapping over Arrow strings runs in Python.
-    at = pd.Index(source["id"].to_numpy(dtype=object), dtype=object).get_indexer(
-        annotated.loc[new, "id"].to_numpy(dtype=object)
-    )
-    found = at >= 0
+    # Positions through object ids: mapping over Arrow strings runs in Python.
+    at = id_keys(source["id"]).get_indexer(id_keys(annotated.loc[new, "id"]))
     out = annotated.copy()
     for column in ("text", "group", "true_label"):
         if column in source.columns:
             if column not in out.columns:
                 out[column] = pd.Series(pd.NA, index=out.index, dtype=source[column].dtype)
-            values = np.full(len(at), None, dtype=object)  # not in the unlabeled version
-            values[found] = source[column].to_numpy(dtype=object)[at[found]]
-            out.loc[new, column] = values
+            # None where the id is not in the unlabeled version
+            out.loc[new, column] = pick(source[column].to_numpy(dtype=object), at)
     return out
 
 

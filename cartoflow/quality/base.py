@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from cartoflow.datasets import id_keys
+
 __all__ = [
     "EXAMPLE_COLUMN",
     "RANGE_TOLERANCE",
@@ -158,35 +160,10 @@ class Plan:
         return SuiteBatch(self.suite, frame, specs, dict(self.skipped))
 
 
-def id_keys(values: pd.Series | Collection[Any]) -> pd.Index:
-    """Ids as an object Index of ``str`` (None where missing): comparable for any id dtype.
-
-    Object dtype on purpose: ``isin`` on pandas' Arrow-backed strings loops in Python, about
-    30x slower at 20k ids than the object hash table.
-    """
-    series = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-    return pd.Index(objects(series.astype("string")), dtype=object)
-
-
-def objects(values: pd.Series) -> np.ndarray:
-    """Values as an object array, missing entries (NaN, NA) as None (which GX skips)."""
-    out = values.astype(object).to_numpy(copy=True)
-    out[values.isna().to_numpy()] = None
-    return out
-
-
 def only_where(mask: Any, values: Any) -> np.ndarray:
     """``values`` where ``mask`` holds, None elsewhere: the rows a derived check applies to."""
     out = np.array(values, dtype=object)
     out[~np.asarray(mask, dtype=bool)] = None
-    return out
-
-
-def pick(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """``values[positions]`` as objects, None where a position is -1 (``get_indexer`` miss)."""
-    out = np.full(len(positions), None, dtype=object)
-    found = positions >= 0
-    out[found] = values[positions[found]]
     return out
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from cartoflow.datasets import id_keys, objects, pick
 from cartoflow.errors import DataValidationError, describe_items
 from cartoflow.quality.base import (
     EXAMPLE_COLUMN,
@@ -38,10 +39,7 @@ from cartoflow.quality.base import (
     SuiteBatch,
     example_ids,
     gx_expectations,
-    id_keys,
-    objects,
     only_where,
-    pick,
     value_set,
     widen,
 )
